@@ -1,0 +1,196 @@
+"""data.py: PNG codec, both KITTI-STEP layouts, Cityscapes mapping, joint augmentation, clear errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+
+
+def test_png_roundtrip_exact_for_all_instance_ids(tmp_path):
+    rng = np.random.default_rng(0)
+    sem = rng.choice(list(range(19)) + [255], size=(7, 300))
+    inst = rng.integers(0, 65536, size=(7, 300))
+    inst[0, :3] = [0, 255, 65535]
+    data.write_panoptic_png(tmp_path / "a.png", sem, inst)
+    rgb = np.asarray(Image.open(tmp_path / "a.png"))
+    assert (rgb[..., 0] == sem).all() and (rgb[..., 1].astype(int) * 256 + rgb[..., 2] == inst).all()
+    s2, i2 = data.read_panoptic_png(tmp_path / "a.png")
+    assert s2.dtype == np.int64 and (s2 == sem).all() and (i2 == inst).all()
+
+
+def test_synthetic_is_deterministic_and_has_moving_tracks():
+    a = data.synthetic_video(3, num_frames=6, height=48, width=144)
+    b = data.synthetic_video(3, num_frames=6, height=48, width=144)
+    assert all((x == y).all() for x, y in zip(a, b))
+    images, sem, inst = a
+    assert images.shape == (6, 48, 144, 3) and images.dtype == np.uint8
+    assert set(np.unique(sem)) <= set(range(19)) | {255}
+    things = np.isin(sem, data.THING_CLASSES)
+    assert (inst[~things] == 0).all() and (inst[things] > 0).all()
+    assert (~np.isin(sem[inst > 0], data.THING_CLASSES)).sum() == 0
+    # objects move: some track's pixel centroid changes between the first and last frame
+    ids = set(np.unique(inst[0])) & set(np.unique(inst[-1])) - {0}
+    moved = [abs(np.argwhere(inst[0] == k)[:, 1].mean() - np.argwhere(inst[-1] == k)[:, 1].mean()) for k in ids]
+    assert ids and max(moved) > 1
+    # colour alone is not the answer: the same class spans many colours
+    road = images[sem == 0].astype(float)
+    assert road.std(0).mean() > 8
+    assert not (data.synthetic_video(4, 2, 48, 144)[0] == images[:2]).all()
+
+
+def _tree(tmp_path, layout):
+    seqs = data.synthetic_sequences(2, num_frames=3, height=24, width=40, seed=5)
+    data.write_kitti_step(seqs, tmp_path, "train", layout)
+    data.write_kitti_step(seqs[:1], tmp_path, "val", layout)
+    return seqs
+
+
+@pytest.mark.parametrize("layout", ["official", "videoknet"])
+def test_both_layouts_read_back_exactly(tmp_path, layout):
+    seqs = _tree(tmp_path, layout)
+    assert data.kitti_step_layout(tmp_path) == layout
+    back = data.kitti_step_sequences(tmp_path, "train")
+    assert [len(s) for s in back] == [3, 3]
+    for s, b in zip(seqs, back):
+        for i in range(3):
+            assert (s.image(i) == b.image(i)).all()
+            for x, y in zip(s.label(i), b.label(i)):
+                assert (x == y).all()
+
+
+@pytest.mark.parametrize("layout", ["official", "videoknet"])
+def test_dataset_check_json_counts(tmp_path, layout, capsys):
+    seqs = _tree(tmp_path, layout)
+    assert data.main(["--root", str(tmp_path), "--json", "--frames_per_sequence", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"train", "val"}
+    assert report["train"]["sequences"] == 2 and report["train"]["frames"] == 6
+    assert report["val"]["sequences"] == 1 and report["val"]["frames"] == 3
+    assert report["train"]["image_sizes"] == ["24x40"]
+    tracks = set()  # (sequence, class, id) of every thing pixel, counted directly
+    for s in seqs:
+        for i in range(3):
+            sem, inst = s.label(i)
+            tracks.update((s.name, int(c), int(k)) for c, k in zip(sem[inst > 0], inst[inst > 0]))
+    assert report["train"]["tracks"] == len(tracks) > 0
+
+
+def test_frames_sorted_numerically_not_by_name(tmp_path):
+    for f in [2, 10, 1]:  # "10" sorts before "2" as a string
+        p = tmp_path / "images" / "train" / "0001" / f"{f}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4, 3), f, np.uint8)).save(p)
+        data.write_panoptic_png(tmp_path / "panoptic_maps" / "train" / "0001" / f"{f}.png",
+                                np.zeros((4, 4), int), np.zeros((4, 4), int))
+    seq = data.kitti_step_sequences(tmp_path, "train")[0]
+    assert [seq.image(i)[0, 0, 0] for i in range(3)] == [1, 2, 10]
+
+
+def test_cityscapes_mapping_on_a_written_fixture(tmp_path):
+    ids = np.array([[7, 8, 24, 24001, 24002, 26000, 26005, 25003, 33, 0, 4, 27001]], np.int32)
+    img = tmp_path / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000019_leftImg8bit.png"
+    lab = tmp_path / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_instanceIds.png"
+    img.parent.mkdir(parents=True), lab.parent.mkdir(parents=True)
+    Image.fromarray(np.zeros((1, 12, 3), np.uint8)).save(img)
+    Image.fromarray(ids.astype(np.uint16)).save(lab)  # 16-bit PNG, as the official files
+    seqs = data.cityscapes_sequences(tmp_path, "train")
+    sem, inst = seqs[0].label(0)
+    assert sem.tolist() == [[0, 1, 11, 11, 11, 13, 13, 12, 18, 255, 255, 14]]
+    # person/car keep instances (k + 1, crowd = 0); rider/truck/... become stuff
+    assert inst.tolist() == [[0, 0, 0, 2, 3, 1, 6, 0, 0, 0, 0, 0]]
+
+
+def test_augmentation_is_joint_and_aligned():
+    T, H, W = 3, 40, 60
+    # image channel 0 encodes the pixel's semantic id, channel 1 its instance id: alignment is checkable
+    sem = torch.randint(0, 19, (T, H, W))
+    inst = torch.randint(0, 50, (T, H, W))
+    img = torch.stack([sem.float() / 255, inst.float() / 255, torch.zeros(T, H, W)], 1)
+    img[1:] = img[:1]
+    sem[1:], inst[1:] = sem[:1].clone(), inst[:1].clone()  # identical frames must stay identical
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        i2, s2, n2 = data.augment_clip(img, sem, inst, crop=(32, 48), scale=(0.5, 2.0), rng=rng)
+        assert i2.shape == (T, 3, 32, 48) and s2.shape == (T, 32, 48) and s2.dtype == torch.int64
+        assert (i2[1:] == i2[:1]).all() and (s2[1:] == s2[:1]).all() and (n2[1:] == n2[:1]).all()
+        assert set(s2.unique().tolist()) <= set(range(19)) | {255}
+    # with scale 1 (no resampling) the image channels equal the labels everywhere inside the frame
+    i2, s2, n2 = data.augment_clip(img, sem, inst, crop=(32, 48), scale=(1.0, 1.0), rng=np.random.default_rng(1))
+    assert torch.equal((i2[:, 0] * 255).round().long(), s2) and torch.equal((i2[:, 1] * 255).round().long(), n2)
+    # a crop bigger than the frame pads: labels with 255, instance with 0
+    i2, s2, n2 = data.augment_clip(img, sem, inst, crop=(64, 80), scale=(1.0, 1.0), flip=False,
+                                   pad_value=0.3, rng=np.random.default_rng(0))
+    assert (s2[:, H:] == 255).all() and (n2[:, H:] == 0).all() and torch.allclose(i2[:, :, H:], torch.tensor(0.3))
+    assert torch.equal(s2[:, :H, :W], sem)
+
+
+def test_clip_dataset_modes_and_loader():
+    seqs = data.synthetic_sequences(2, num_frames=5, height=32, width=64)
+    ds = data.ClipDataset(seqs, "consecutive", clip_len=3, crop=(32, 64), scale=(1, 1), flip=False)
+    assert len(ds) == 2 * 3  # key frames 2, 3, 4 of each video
+    item = ds[0]
+    assert item["image"].shape == (3, 3, 32, 64)
+    assert torch.equal(item["semantic"], torch.from_numpy(np.stack([seqs[0].label(k)[0] for k in range(3)])))
+    pair = data.ClipDataset(seqs, "pair", crop=(32, 64), scale=(1, 1), flip=False)
+    rng = np.random.default_rng(0)
+    offsets = {pair.frame_indices(0, 2, rng)[1] - 2 for _ in range(200)}
+    assert offsets == {-2, -1, 1, 2}  # drawn anew every time
+    assert all(0 <= pair.frame_indices(0, 0, rng)[1] <= 2 for _ in range(50))  # reflected at the start
+    loader = torch.utils.data.DataLoader(pair, batch_size=2, num_workers=2)
+    batch = next(iter(loader))
+    assert batch["image"].shape == (2, 2, 3, 32, 64) and batch["instance"].dtype == torch.int64
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_error_missing_root_names_layouts(tmp_path, capsys):
+    (tmp_path / "somethingelse").mkdir()
+    with pytest.raises(data.DataError, match="(?s)official.*videoknet"):
+        data.kitti_step_sequences(tmp_path, "train")
+    assert data.main(["--root", str(tmp_path / "nope")]) != 0
+    assert data.main(["--root", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "somethingelse" in err and "accepted layouts" in err
+
+
+def test_error_image_without_label(tmp_path):
+    _tree(tmp_path, "official")
+    (tmp_path / "panoptic_maps" / "train" / "0001" / "000002.png").unlink()
+    with pytest.raises(data.DataError, match="0001/000002.png: image has no panoptic label"):
+        data.kitti_step_sequences(tmp_path, "train")
+
+
+def test_error_size_mismatch(tmp_path):
+    _tree(tmp_path, "videoknet")
+    lab = tmp_path / "video_sequence" / "train" / "000000_000001_panoptic.png"
+    data.write_panoptic_png(lab, np.zeros((5, 5), int), np.zeros((5, 5), int))
+    seq = data.kitti_step_sequences(tmp_path, "train")[0]
+    with pytest.raises(data.DataError, match="000000_000001_panoptic.png: label size"):
+        seq.label(1, seq.image(1).shape)
+    with pytest.raises(data.DataError, match="label size"):
+        data.ClipDataset([seq], "consecutive", 2, crop=(8, 8))[0]
+
+
+def test_error_truncated_png_names_file(tmp_path):
+    p = tmp_path / "x.png"
+    data.write_panoptic_png(p, np.zeros((20, 20), int), np.zeros((20, 20), int))
+    p.write_bytes(p.read_bytes()[:40])
+    with pytest.raises(data.DataError, match="x.png: unreadable or truncated"):
+        data.read_panoptic_png(p)
+    (tmp_path / "y.png").write_text("not a png")
+    with pytest.raises(data.DataError, match="y.png"):
+        data.read_image(tmp_path / "y.png")
+
+
+def test_error_semantic_ids_out_of_range(tmp_path):
+    p = tmp_path / "bad.png"
+    data.write_panoptic_png(p, np.array([[0, 19, 254, 255]]), np.zeros((1, 4), int))
+    with pytest.raises(data.DataError, match=r"bad.png: semantic ids \[19, 254\]"):
+        data.read_panoptic_png(p)
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "gray.png")
+    with pytest.raises(data.DataError, match="gray.png: panoptic PNG must be RGB"):
+        data.read_panoptic_png(tmp_path / "gray.png")
