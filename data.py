@@ -452,15 +452,19 @@ def colorize_panoptic(semantic, instance):
 # -----------------------------------------------------------------------------
 # Dataset check: what a user should see before a two-day run
 
+SYNTHETIC_DEFAULTS = dict(num_frames=16, height=96, width=288)  # the embedded dataset of train.py / infer.py
+SYNTHETIC_VIDEOS = {"train": 48, "val": 6, "test": 6}
+
+
 def load_sequences(dataset, root=None, split="train", **synthetic_kw):
     """Dataset name (kitti_step, cityscapes, synthetic) + root + split -> [Sequence]."""
     if dataset == "kitti_step":
         return kitti_step_sequences(root, split)
     if dataset == "cityscapes":
         return cityscapes_sequences(root, split)
-    if dataset == "synthetic":  # train, val and test use disjoint seeds
-        seed = {"train": 0, "val": 100_000, "test": 200_000}[split]
-        return synthetic_sequences(synthetic_kw.pop("num_videos", 8), seed=seed, **synthetic_kw)
+    if dataset == "synthetic":  # train, val and test use disjoint seeds, so val is held out
+        kw = {**SYNTHETIC_DEFAULTS, "num_videos": SYNTHETIC_VIDEOS[split], **synthetic_kw}
+        return synthetic_sequences(seed={"train": 0, "val": 100_000, "test": 200_000}[split], **kw)
     raise ValueError(f"unknown dataset {dataset!r}: kitti_step, cityscapes or synthetic")
 
 

@@ -1,0 +1,158 @@
+"""Stream a trained model over videos: KITTI-STEP panoptic PNGs, five GIFs per sequence, and the scores.
+
+    python infer.py --ckpt out/ckpt.pt --dataset kitti_step --root DIR --split val --out preds
+    python infer.py --ckpt out/ckpt.pt                        # the held-out synthetic videos, no files needed
+
+Writes OUT/{seq:04d}/{frame:06d}.png (R = class, G*256+B = track id; readable by metrics.py and deeplab2), and per
+sequence OUT/gifs/{seq}_{input,semantic,instance,panoptic,overlay}.gif. With ground truth it scores STQ / AQ / SQ
+/ VPQ and saves OUT/metrics.json. The checkpoint names its model and config, so one script serves both models.
+"""
+import argparse
+import json
+import math
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+import data
+import metrics
+import pix2seq_d
+import video_knet
+
+# Each model file exposes the same four names: Config, Model, compute_loss, predict_video.
+MODELS = {
+    "pix2seq_d": (pix2seq_d.Pix2SeqDConfig, pix2seq_d.Pix2SeqD, pix2seq_d),
+    "video_knet": (video_knet.VideoKNetConfig, video_knet.VideoKNet, video_knet),
+}
+
+
+def build_model(name, config):
+    """Model name + config dict -> (nn.Module, config dataclass). Tuples come back from JSON-ish dicts as lists."""
+    Config, Model, _ = MODELS[name]
+    fields = Config.__dataclass_fields__
+    unknown = set(config) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {name} config fields {sorted(unknown)}")
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    return Model(cfg), cfg
+
+
+def load_checkpoint(path, device="cpu", ema=True):
+    """Checkpoint path -> (model in eval mode on device, checkpoint dict). EMA weights when present and ema=True."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found (train.py writes OUT_DIR/ckpt.pt)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model, _ = build_model(ckpt["args"]["model"], ckpt["config"])
+    model.load_state_dict(ckpt["ema"] if ema and ckpt.get("ema") is not None else ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+# -----------------------------------------------------------------------------
+# Streaming prediction and scoring
+
+def predict_sequence(model, name, seq, device, autocast=nullcontext(), max_frames=0, **kw):
+    """Sequence -> iterator of (frame index, semantic (H, W) int64 np, instance (H, W) int64 np), streamed."""
+    n = len(seq) if max_frames <= 0 else min(max_frames, len(seq))
+    frames = (torch.from_numpy(seq.image(i)).to(device).permute(2, 0, 1).float() / 255 for i in range(n))
+    with autocast:
+        for i, (sem, inst) in enumerate(MODELS[name][2].predict_video(model, frames, **kw)):
+            yield i, sem.cpu().numpy(), inst.cpu().numpy()
+
+
+def evaluate(model, name, sequences, device, autocast=nullcontext(), max_frames=0, out=None, gifs=False,
+             convention="official", progress=True, **kw):
+    """Model + labelled [Sequence] -> metrics.result() dict; optionally writes PNGs and GIFs under out."""
+    scorer = metrics.VideoPanopticMetrics(data.NUM_CLASSES, data.THING_CLASSES, data.IGNORE_LABEL,
+                                          convention=convention)
+    labelled = all(s.labels is not None for s in sequences)
+    total = sum(len(s) if max_frames <= 0 else min(max_frames, len(s)) for s in sequences)
+    bar = tqdm(total=total, desc="predict", unit="frame", disable=not progress, leave=False)
+    for seq in sequences:
+        shown = []
+        for i, sem, inst in predict_sequence(model, name, seq, device, autocast, max_frames, **kw):
+            if out is not None:
+                data.write_panoptic_png(Path(out) / seq.name / f"{i:06d}.png", sem, inst)
+            if labelled:
+                scorer.update(seq.name, *seq.label(i, sem.shape), sem, inst)
+            if gifs and len(shown) < 200:
+                shown.append((seq.image(i), sem, inst))
+            bar.update()
+        if gifs and shown:
+            write_gifs(Path(out) / "gifs", seq.name, shown)
+    bar.close()
+    return scorer.result() if labelled else None
+
+
+def write_gifs(folder, name, frames, width=600, fps=8):
+    """[(image uint8 (H, W, 3), semantic, instance)] -> five GIFs: input, semantic, instance, panoptic, overlay."""
+    folder.mkdir(parents=True, exist_ok=True)
+    views = {
+        "input": lambda im, s, i: im,
+        "semantic": lambda im, s, i: data.colorize_semantic(s),
+        "instance": lambda im, s, i: data.colorize_instance(s, i),
+        "panoptic": lambda im, s, i: data.colorize_panoptic(s, i),
+        "overlay": lambda im, s, i: (0.5 * im + 0.5 * data.colorize_panoptic(s, i)).astype(np.uint8),
+    }
+    h, w = frames[0][0].shape[:2]
+    size = (min(width, w), max(1, round(h * min(width, w) / w)))
+    for view, fn in views.items():
+        ims = [Image.fromarray(fn(*f)).resize(size, Image.NEAREST) for f in frames]
+        ims[0].save(folder / f"{name}_{view}.gif", save_all=True, append_images=ims[1:], duration=1000 // fps, loop=0)
+
+
+def format_scores(r):
+    """metrics.result() dict -> a few readable lines."""
+    f = lambda x: "  nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+    vpq = " ".join(f"k={k}: {f(v)}" for k, v in r["VPQ_per_window"].items())
+    return (f"STQ {f(r['STQ'])} | AQ {f(r['AQ'])} | SQ {f(r['SQ'])} | VPQ {f(r['VPQ'])} ({vpq}) | "
+            f"VPQ things {f(r['VPQ_things'])} stuff {f(r['VPQ_stuff'])}")
+
+
+# -----------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Predict videos with a trained checkpoint; write PNGs, GIFs, scores.")
+    p.add_argument("--ckpt", default="out/ckpt.pt", help="checkpoint written by train.py")
+    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "kitti_step", "cityscapes"])
+    p.add_argument("--root", help="dataset root (kitti_step / cityscapes)")
+    p.add_argument("--split", default="val", help="train, val or test (test: no scores)")
+    p.add_argument("--out", default="out/pred", help="output folder for PNGs, GIFs and metrics.json")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="use the EMA weights")
+    p.add_argument("--gifs", action=argparse.BooleanOptionalAction, default=True, help="write five GIFs per sequence")
+    p.add_argument("--max_frames", type=int, default=0, help="frames per sequence (0 = all)")
+    p.add_argument("--steps", type=int, default=None, help="Pix2Seq-D: DDIM steps (default: the config's)")
+    p.add_argument("--td", type=float, default=None, help="Pix2Seq-D: DDIM time difference in steps")
+    p.add_argument("--seed", type=int, default=0, help="Pix2Seq-D: sampling noise seed")
+    p.add_argument("--convention", default="official", choices=["official", "videoknet"], help="see metrics.py")
+    return p.parse_args(argv)
+
+
+def main(args):
+    device = torch.device(args.device)
+    # --- system: bf16 autocast on CUDA (the network only; metrics run in numpy), fp32 on CPU
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    model, ckpt = load_checkpoint(args.ckpt, device, args.ema)
+    name = ckpt["args"]["model"]
+    kw = {}
+    if name == "pix2seq_d":
+        kw = dict(steps=args.steps, td=args.td, generator=torch.Generator(device).manual_seed(args.seed))
+    sequences = data.load_sequences(args.dataset, args.root, args.split)
+    print(f"{name} from {args.ckpt} (step {ckpt['step']}) on {len(sequences)} {args.dataset}/{args.split} videos")
+    result = evaluate(model, name, sequences, device, autocast, args.max_frames, args.out, args.gifs,
+                      args.convention, **kw)
+    if result is not None:
+        print(format_scores(result))
+        Path(args.out, "metrics.json").write_text(json.dumps(metrics.to_json(result), indent=1))
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main(parse_args())

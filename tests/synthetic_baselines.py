@@ -1,0 +1,57 @@
+"""Baselines a model must beat on the held-out synthetic videos (what train.py / infer.py score by default).
+
+    python tests/synthetic_baselines.py [--split val] [--json]
+
+Every baseline is built from the ground truth, so it isolates one skill:
+  road everywhere             : the trivial answer (no segmentation at all)
+  semantics, things merged    : perfect classes, every thing class one segment per frame (no instances)
+  semantics, instances, no ids: perfect classes and instance masks, but a fresh id in every frame (no tracking)
+  oracle                      : the ground truth itself (STQ = 1 up to void conventions)
+A model segments instances only when its AQ beats "things merged", and tracks only when it beats "no ids".
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import data  # noqa: E402
+import metrics  # noqa: E402
+
+
+def baselines(sem, inst, t):
+    """GT (H, W) maps of frame t -> {name: (pred_semantic, pred_instance)}."""
+    things = np.isin(sem, data.THING_CLASSES)
+    return {
+        "road everywhere": (np.zeros_like(sem), np.zeros_like(inst)),
+        "semantics, things merged": (sem, things.astype(np.int64)),
+        "semantics, instances, no ids": (sem, np.where(inst > 0, inst + 1000 * (t + 1), 0)),
+        "oracle": (sem, inst),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--split", default="val")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    scorers = {}
+    for seq in data.load_sequences("synthetic", split=args.split):
+        for t in range(len(seq)):
+            sem, inst = seq.label(t)
+            for name, pred in baselines(sem, inst, t).items():
+                scorers.setdefault(name, metrics.VideoPanopticMetrics()).update(seq.name, sem, inst, *pred)
+    rows = {name: {k: s.result()[k] for k in ("STQ", "AQ", "SQ", "VPQ")} for name, s in scorers.items()}
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print("| baseline | STQ | AQ | SQ | VPQ |\n|---|---|---|---|---|")
+        for name, r in rows.items():
+            print(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in ("STQ", "AQ", "SQ", "VPQ")) + " |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

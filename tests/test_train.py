@@ -1,0 +1,93 @@
+"""train.py + infer.py end to end on synthetic videos: 2 steps, resume, infer, PNGs, GIFs, metrics; NaN guard."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import data
+import infer
+import metrics
+import train
+
+FAST = ["--max_iters", "2", "--eval_interval", "2", "--log_interval", "1", "--batch_size", "2",
+        "--eval_videos", "1", "--eval_frames", "2", "--crop", "64x96"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("model", ["pix2seq_d", "video_knet"])
+def test_train_resume_infer_metrics(tmp_path, model, capsys):
+    out = tmp_path / "run"
+    ckpt_path = train.main(train.parse_args(["--model", model, "--out_dir", str(out)] + FAST))
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # plain values only
+    assert ckpt["step"] == 2 and ckpt["args"]["model"] == model and 0 <= ckpt["best"] <= 1
+    first = {k: v.clone() for k, v in ckpt["model"].items()}
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2] and any("eval" in r for r in log)
+    assert not list(out.glob("*.tmp"))
+
+    # resume continues at step 2 with the saved optimizer state and trains 2 more steps
+    train.main(train.parse_args(["--model", model, "--out_dir", str(out), "--resume"] + FAST + ["--max_iters", "4"]))
+    ckpt2 = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
+    assert ckpt2["step"] == 4
+    assert any(not torch.equal(first[k], ckpt2["model"][k]) for k in first)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
+
+    # infer writes KITTI-STEP PNGs that metrics.py's CLI reads back, five GIFs, and the same scores
+    pred = tmp_path / "pred"
+    result = infer.main(infer.parse_args(["--ckpt", str(out / "ckpt.pt"), "--out", str(pred), "--max_frames", "3"]))
+    seqs = data.load_sequences("synthetic", split="val")
+    pngs = sorted(pred.glob("*/*.png"))
+    assert len(pngs) == 3 * len(seqs) and pngs[0].relative_to(pred).as_posix() == "0000/000000.png"
+    sem, inst = data.read_panoptic_png(pngs[0])
+    assert sem.shape == (96, 288) and set(np.unique(sem)) <= set(range(19)) | {255}
+    assert len(list((pred / "gifs").glob("0000_*.gif"))) == 5
+    gt = tmp_path / "gt"
+    for seq in seqs:
+        for i in range(3):
+            data.write_panoptic_png(gt / seq.name / f"{i:06d}.png", *seq.label(i))
+    cli = metrics.main(["--gt", str(gt), "--pred", str(pred), "--json"])
+    for k in ("STQ", "AQ", "SQ", "VPQ"):
+        assert cli[k] == pytest.approx(result[k], abs=1e-12, nan_ok=True)  # VPQ: k = 4 needs 4 frames
+    saved = json.loads((pred / "metrics.json").read_text())
+    assert saved["STQ"] == pytest.approx(result["STQ"])
+
+
+def test_nan_loss_is_skipped_then_stops(tmp_path, monkeypatch):
+    import pix2seq_d
+    real = pix2seq_d.compute_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(model, *a, **kw):
+        calls["n"] += 1
+        loss, logs = real(model, *a, **kw)
+        return (loss * float("nan") if calls["n"] in (2, 3) else loss), logs
+
+    monkeypatch.setattr(pix2seq_d, "compute_loss", sometimes_nan)
+    out = tmp_path / "nan"
+    train.main(train.parse_args(["--out_dir", str(out)] + FAST))
+    ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 2 and calls["n"] == 4  # two NaN steps skipped, two real ones taken
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+    monkeypatch.setattr(pix2seq_d, "compute_loss", lambda m, *a, **kw: (torch.tensor(float("inf")), {}))
+    with pytest.raises(RuntimeError, match="non-finite losses in a row"):
+        train.main(train.parse_args(["--out_dir", str(tmp_path / "inf")] + FAST))
+    assert not (tmp_path / "inf" / "ckpt.pt").exists()
+
+
+def test_bad_flags_are_clear(tmp_path):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--dataset", "kitti_step"])  # needs --root
+    with pytest.raises(FileNotFoundError, match="ckpt.pt"):
+        train.main(train.parse_args(["--out_dir", str(tmp_path), "--resume"] + FAST))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        infer.load_checkpoint(tmp_path / "nope.pt")

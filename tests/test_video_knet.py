@@ -1,0 +1,374 @@
+"""Tests for video_knet.py: each piece against something simpler (brute force, hand-built masks, known layouts)."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import video_knet as vk
+
+SMALL = dict(num_thing_kernels=8, feat_channels=32, backbone_width=8, backbone_depth=(1, 1, 1, 1))
+
+
+def small_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return vk.VideoKNet(vk.VideoKNetConfig(**{**SMALL, **kw}))
+
+
+def toy_clip(H=64, W=96, shift=4):
+    """One 2-frame clip: sky / vegetation / road as stuff, a person (id 1) and a moving car (id 2); void bottom row."""
+    sem = torch.zeros(2, H, W, dtype=torch.long)
+    ins = torch.zeros_like(sem)
+    img = torch.zeros(2, 3, H, W)
+    for t in range(2):
+        sem[t, : H // 4], sem[t, H // 4: H // 2] = 10, 8
+        x = 10 + shift * t
+        sem[t, 30:50, x:x + 24], ins[t, 30:50, x:x + 24] = 13, 2
+        sem[t, 20:52, 70:80], ins[t, 20:52, 70:80] = 11, 1
+        sem[t, -2:] = 255
+        colours = {0: (0.5, 0.3, 0.5), 8: (0.2, 0.6, 0.1), 10: (0.3, 0.5, 0.9), 11: (0.9, 0.1, 0.2),
+                   13: (0.0, 0.0, 0.6), 255: (0.0, 0.0, 0.0)}
+        for c, rgb in colours.items():
+            img[t, :, sem[t] == c] = torch.tensor(rgb)[:, None]
+    return img[None], sem[None], ins[None]
+
+
+# -----------------------------------------------------------------------------
+# Hungarian matching
+
+
+def brute_force(cost):
+    R, C = cost.shape
+    if R <= C:
+        return min(sum(cost[i, p[i]] for i in range(R)) for p in itertools.permutations(range(C), R))
+    return brute_force(cost.T)
+
+
+def test_hungarian_equals_brute_force_on_random_rectangular_costs():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        R, C = rng.integers(1, 7, size=2)
+        cost = rng.normal(size=(R, C)) if trial % 2 else rng.integers(0, 4, size=(R, C)).astype(float)  # ties too
+        rows, cols = vk.hungarian(cost)
+        assert len(rows) == min(R, C) and len(set(rows)) == len(rows) and len(set(cols)) == len(cols)
+        assert list(rows) == sorted(rows)
+        assert cost[rows, cols].sum() == pytest.approx(brute_force(cost), abs=1e-9)
+
+
+def test_hungarian_edge_cases_and_errors():
+    rows, cols = vk.hungarian(np.zeros((0, 3)))
+    assert len(rows) == len(cols) == 0
+    with pytest.raises(ValueError):
+        vk.hungarian(np.array([[0.0, np.nan]]))
+
+
+def test_assign_recovers_a_permutation_of_hand_built_masks():
+    cfg = vk.VideoKNetConfig()
+    tgt_masks = torch.zeros(3, 8, 8)
+    tgt_masks[0, :4, :4], tgt_masks[1, 4:, 4:], tgt_masks[2, :, 6:] = 1, 1, 1
+    tgt = dict(thing=tgt_masks, thing_label=torch.tensor([0, 1, 1]), valid=torch.ones(8, 8))
+    perm = torch.tensor([2, 0, 1])  # kernel k+1 predicts GT perm[k]; kernel 0 predicts nothing
+    logits = torch.full((4, 8, 8), -10.0)
+    logits[1:] = tgt_masks[perm] * 20 - 10
+    rows, cols = vk.assign(logits, None, tgt, cfg)
+    assert rows.tolist() == [1, 2, 3] and cols.tolist() == perm.tolist()
+
+
+# -----------------------------------------------------------------------------
+# Loss terms on hand-built masks
+
+
+def test_dice_and_bce_on_hand_built_masks():
+    t = torch.zeros(1, 8, 8)
+    t[0, 2:6, 2:6] = 1
+    ones = torch.ones_like(t)
+    dice = lambda logits, w=ones: vk.mask_losses(logits, t, w)[1].item()  # noqa: E731
+    assert dice(t * 40 - 20) < 1e-3  # perfect
+    assert dice(torch.full_like(t, -20.0)) == pytest.approx(1.0, abs=1e-3)  # empty
+    assert dice(torch.zeros_like(t)) == pytest.approx(1 - 16 / (32 + 2e-3), rel=1e-6)  # p = 1/2: 1 - 2*8 / (16 + 16)
+    half = torch.zeros_like(t)
+    half[..., :4] = 1  # only the left half counts: there the prediction below is perfect
+    assert dice(torch.where(torch.arange(8) < 4, t * 40 - 20, 20.0), half) < 1e-3
+    logits = torch.randn(1, 8, 8)
+    assert vk.mask_losses(logits, t, ones)[0].item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(logits, t).item(), rel=1e-6)
+    assert vk.mask_losses(logits, t, half)[0].item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(logits[..., :4], t[..., :4]).item(), rel=1e-6)
+
+
+def test_sigmoid_focal_known_values():
+    loss = vk.sigmoid_focal(torch.zeros(2), torch.tensor([1.0, 0.0]))
+    assert loss.tolist() == pytest.approx([0.25 * 0.25 * math.log(2), 0.75 * 0.25 * math.log(2)], rel=1e-6)
+    big = vk.sigmoid_focal(torch.tensor([8.0]), torch.tensor([1.0]))
+    assert big.item() < 1e-6  # easy examples are down-weighted
+
+
+def test_multi_positive_ce_matches_its_formula():
+    torch.manual_seed(0)
+    sim = torch.randn(3, 4)
+    pos = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)
+    expected = []
+    for r in (0, 2):  # rows with a positive
+        s = sum(math.exp(sim[r, j] - sim[r, i]) for i in range(4) for j in range(4) if pos[r, i] and not pos[r, j])
+        expected.append(math.log(1 + s))
+    assert vk.multi_pos_ce(sim, pos).item() == pytest.approx(sum(expected) / 2, rel=1e-5)
+
+
+def test_cosine_l2_keeps_three_hard_negatives_per_positive():
+    cos = torch.tensor([[0.9, 0.8, 0.5, 0.2, 0.05]])
+    pos = torch.tensor([[True, False, False, False, False]])
+    # positive (0.9 - 1)^2; negatives (cos - 0.1)^2 = .49, .16, .01, 0 -> the hardest three are kept
+    assert vk.cosine_l2(cos, pos).item() == pytest.approx((0.01 + 0.49 + 0.16 + 0.01) / 4, rel=1e-5)
+
+
+def test_rank_target_and_stage_losses_on_hand_built_masks():
+    thing = torch.zeros(2, 4, 8)
+    thing[0, :, 0:4], thing[1, :, 2:6] = 1, 1  # two overlapping GT masks
+    stuff = torch.zeros(2, 4, 8)
+    stuff[0, :, 6:] = 1  # stuff class 0 present, stuff class 1 absent
+    tgt = dict(thing=thing, thing_label=torch.tensor([0, 1]), stuff=stuff, stuff_present=torch.tensor([True, False]),
+               valid=torch.ones(4, 8))
+    kernel_idx, gt_idx = torch.tensor([1, 3]), torch.tensor([1, 0])  # kernel 1 -> GT 1, kernel 3 -> GT 0
+    # the later pair (kernel 3) wins the overlap, as in the original
+    assert vk.rank_target(tgt, kernel_idx, gt_idx)[0].tolist() == [3, 3, 3, 3, 1, 1, -1, -1]
+    masks = torch.full((6, 4, 8), -20.0)  # 4 thing kernels + 2 stuff kernels, perfect masks
+    masks[1], masks[3], masks[4] = thing[1] * 40 - 20, thing[0] * 40 - 20, stuff[0] * 40 - 20
+    cls = torch.full((6, 4), -20.0)  # K = 4: 2 thing classes, 2 stuff classes
+    cls[1, 1] = cls[3, 0] = cls[4, 2] = 20.0
+    focal, bce, dice = vk.stage_losses(masks, cls, tgt, kernel_idx, gt_idx, 4, 2)
+    assert max(focal.item(), bce.item(), dice.item()) < 1e-3  # dice: the eps terms only
+    cls[0, 3] = cls[5, 0] = 20.0  # a thing kernel's stuff logit, a stuff kernel's thing logit: both unweighted
+    assert vk.stage_losses(masks, cls, tgt, kernel_idx, gt_idx, 4, 2)[0].item() < 1e-5
+    cls[0, 1] = 20.0  # an unmatched thing kernel claims "car": a false positive
+    assert vk.stage_losses(masks, cls, tgt, kernel_idx, gt_idx, 4, 2)[0].item() == pytest.approx(0.75 * 20, rel=1e-3)
+
+
+def test_frame_targets_on_a_hand_built_label_map():
+    model = small_model()
+    sem = torch.tensor([[13, 13, 0, 0], [13, 13, 0, 0], [11, 11, 255, 255], [11, 11, 255, 255]])
+    ins = torch.tensor([[5, 5, 0, 0], [5, 5, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])  # person is a crowd region
+    t = vk.frame_targets(sem, ins, model.train_to_model, 2, 19)
+    assert t["thing"].shape == (1, 2, 2) and t["thing"][0].tolist() == [[1, 0], [0, 0]]
+    assert t["thing_label"].tolist() == [1]  # car = model class 1
+    assert t["valid"].tolist() == [[1, 1], [0, 0]]  # crowd and void ignored
+    assert t["stuff_present"].nonzero().squeeze(1).tolist() == [0]  # road = model class 2 = stuff kernel 0
+    assert t["label"].tolist() == [[1, 2], [0, 255]]  # nearest labels keep the crowd's class
+
+
+# -----------------------------------------------------------------------------
+# Training: gradients, overfitting, bad input
+
+
+def test_every_parameter_gets_a_finite_gradient():
+    model = small_model()
+    img, sem, ins = toy_clip()
+    loss, logs = vk.compute_loss(model, img, sem, ins)
+    loss.backward()
+    assert set(logs) >= {"cls", "bce", "dice", "rank", "seg", "track", "track_aux"}
+    assert all(v.ndim == 0 and not v.requires_grad for v in logs.values())
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
+    assert not zero
+
+
+def test_overfit_one_clip_then_predict_it():
+    model = small_model(seed=1)
+    img, sem, ins = toy_clip()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    losses = []
+    for step in range(100):
+        loss, _ = vk.compute_loss(model, img, sem, ins)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    factor = np.mean(losses[:3]) / np.mean(losses[-3:])  # 25-34x over seeds 0-3 (57 -> ~2)
+    assert factor > 15, f"loss fell only {factor:.1f}x ({losses[0]:.2f} -> {losses[-1]:.2f})"
+    preds = list(vk.predict_video(model, img[0]))
+    for (s, i), gs in zip(preds, sem[0]):
+        assert (s == gs)[gs != 255].float().mean() > 0.9
+    car = [i[sem[0, t] == 13].mode().values.item() for t, (_, i) in enumerate(preds)]
+    person = [i[sem[0, t] == 11].mode().values.item() for t, (_, i) in enumerate(preds)]
+    assert car[0] > 0 and person[0] > 0 and car[0] != person[0] and car == car[:1] * 2 and person == person[:1] * 2
+
+
+def test_compute_loss_rejects_bad_shapes():
+    model = small_model()
+    img, sem, ins = toy_clip(H=64, W=96)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        vk.compute_loss(model, img[..., :50, :], sem[..., :50, :], ins[..., :50, :])
+    with pytest.raises(ValueError, match="compute_loss"):
+        vk.compute_loss(model, img, sem[:, :1], ins[:, :1])
+
+
+# -----------------------------------------------------------------------------
+# Inference: merge, tracker, video loop
+
+
+def test_panoptic_merge_leaves_rejected_pixels_void():
+    H, W = 2, 6
+    probs = torch.zeros(4, H, W)  # kernels: 2 things, 2 stuff (model classes 2, 3)
+    probs[0, :, :2] = 0.9  # a confident car on the left
+    probs[1, :, 4:] = 0.9  # a person with a low score on the right
+    probs[2, :, 2:4] = 0.9  # road in the middle
+    probs[3] = 0.01
+    scores = torch.tensor([[0.05, 0.9, 0, 0], [0.1, 0.05, 0, 0], [0, 0, 0.8, 0], [0, 0, 0, 0.5]])
+    seg, kernel, label, score = vk.panoptic_merge(probs, scores, 2, 2)
+    assert kernel.tolist() == [0, 2] and label.tolist() == [1, 2]  # by score: car 0.9, road 0.8
+    assert seg[:, :2].eq(0).all() and seg[:, 2:4].eq(1).all() and seg[:, 4:].eq(-1).all()
+
+
+def test_mask_boxes_and_box_iou_on_hand_built_cases():
+    m = torch.zeros(2, 5, 7, dtype=torch.bool)
+    m[0, 1:3, 2:6], m[1, 4, 0] = True, True
+    assert vk.mask_boxes(m).tolist() == [[2, 1, 6, 3], [0, 4, 1, 5]]  # x0 y0 x1 y1, exclusive ends
+    a, b = torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[1.0, 0, 3, 2], [5, 5, 6, 6]])
+    assert vk.box_iou(a, b).tolist() == [[pytest.approx(2 / 6), 0.0]]
+
+
+def test_tracker_keeps_ids_in_a_static_scene_and_gives_a_new_object_a_new_id():
+    tracker = vk.Tracker()
+    emb = torch.eye(3) * 10
+    boxes = torch.tensor([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], dtype=torch.float)
+    labels, scores = torch.tensor([1, 0, 1]), torch.tensor([0.9, 0.8, 0.7])
+    for _ in range(4):
+        ids = tracker.update(boxes[:2], scores[:2], labels[:2], emb[:2])
+        assert ids.tolist() == [0, 1]
+    assert tracker.update(boxes, scores, labels, emb).tolist() == [0, 1, 2]
+    assert tracker.update(boxes[[2, 0]], scores[[2, 0]], labels[[2, 0]], emb[[2, 0]]).tolist() == [2, 0]
+
+
+def test_tracker_ids_stay_aligned_when_box_nms_drops_a_detection():
+    tracker = vk.Tracker()
+    emb = torch.eye(3) * 10
+    # detection 0 has a low score and nearly the box of detection 1: NMS drops it. Ids must follow input order.
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 11], [40, 0, 50, 10]], dtype=torch.float)
+    scores, labels = torch.tensor([0.5, 0.9, 0.8]), torch.tensor([1, 1, 1])
+    first = tracker.update(boxes, scores, labels, emb)
+    assert first.tolist() == [-1, 0, 1]
+    second = tracker.update(boxes, scores, labels, emb)
+    assert second.tolist() == [-1, 0, 1]
+
+
+def test_predict_video_pads_crops_and_streams():
+    model = small_model()
+    frames = (torch.rand(3, 50, 70) for _ in range(3))
+    out = list(vk.predict_video(model, frames))
+    assert len(out) == 3
+    for s, i in out:
+        assert s.shape == i.shape == (50, 70) and s.dtype == i.dtype == torch.int64
+        assert set(s.unique().tolist()) <= set(range(19)) | {255}
+        assert (i[(s != 11) & (s != 13)] == 0).all()
+    with pytest.raises(ValueError):
+        next(vk.predict_video(model, [torch.rand(50, 70)]))
+
+
+# -----------------------------------------------------------------------------
+# Weights: torchvision ResNet-50 layout, mmdet K-Net names
+
+
+def resnet50_keys():
+    """torchvision ResNet-50 (v1.5) state_dict keys without fc, written out from the known layout."""
+    def bn(p):
+        return {f"{p}.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    keys = {"conv1.weight"} | bn("bn1")
+    for layer, blocks in enumerate((3, 4, 6, 3), 1):
+        for b in range(blocks):
+            p = f"layer{layer}.{b}"
+            for j in (1, 2, 3):
+                keys |= {f"{p}.conv{j}.weight"} | bn(f"{p}.bn{j}")
+            if b == 0:
+                keys |= {f"{p}.downsample.0.weight"} | bn(f"{p}.downsample.1")
+    return keys
+
+
+def test_backbone_has_torchvision_resnet50_keys_shapes_and_layout():
+    net = vk.ResNet50()
+    sd = net.state_dict()
+    assert set(sd) == resnet50_keys()
+    assert sum(p.numel() for p in net.parameters()) == 25_557_032 - 2048 * 1000 - 1000  # torchvision minus fc
+    shapes = {"conv1.weight": (64, 3, 7, 7), "layer1.0.conv3.weight": (256, 64, 1, 1),
+              "layer2.0.conv2.weight": (128, 128, 3, 3), "layer3.0.downsample.0.weight": (1024, 512, 1, 1),
+              "layer4.2.conv3.weight": (2048, 512, 1, 1)}
+    assert all(tuple(sd[k].shape) == v for k, v in shapes.items())
+    assert net.layer2[0].conv2.stride == (2, 2) and net.layer2[0].conv1.stride == (1, 1)  # v1.5
+    assert net.layer2[0].downsample[0].stride == (2, 2) and net.bn1.eps == 1e-5
+    assert (net.maxpool.kernel_size, net.maxpool.stride, net.maxpool.padding) == (3, 2, 1)
+    feats = net.eval()(torch.rand(1, 3, 64, 96))
+    assert [tuple(f.shape[1:]) for f in feats] == [(256, 16, 24), (512, 8, 12), (1024, 4, 6), (2048, 2, 3)]
+
+
+def test_load_backbone_weights_copies_everything_and_rejects_bad_dicts():
+    model = small_model()
+    torch.manual_seed(1)
+    sd = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.backbone.state_dict().items()}
+    vk.load_backbone_weights(model, {**sd, "fc.weight": torch.zeros(1000, 256), "fc.bias": torch.zeros(1000)})
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in sd.items())
+    with pytest.raises(ValueError, match="Missing key"):
+        vk.load_backbone_weights(model, {k: v for k, v in sd.items() if k != "layer1.0.conv1.weight"})
+    with pytest.raises(ValueError, match="size mismatch"):
+        vk.load_backbone_weights(model, {**sd, "conv1.weight": torch.zeros(1, 3, 7, 7)})
+
+
+def mmdet_state_dict(model, C, N, K=19, stages=3):
+    """The authors' K-Net key names and shapes (reference section 1.7), filled with distinct constants."""
+    shapes = {f"backbone.{k}": tuple(v.shape) for k, v in model.backbone.state_dict().items()}
+    for i, cin in enumerate(model.backbone.out_channels):
+        shapes |= {f"neck.lateral_convs.{i}.conv.weight": (C, cin, 1, 1), f"neck.lateral_convs.{i}.conv.bias": (C,),
+                   f"neck.fpn_convs.{i}.conv.weight": (C, C, 3, 3), f"neck.fpn_convs.{i}.conv.bias": (C,)}
+    convs = [f"localization_fpn.convs_all_levels.{L}.conv{j}" for L in range(4) for j in range(max(L, 1))]
+    convs += ["localization_fpn.conv_pred", "localization_fpn.aux_convs.0", "loc_convs.0", "seg_convs.0"]
+    for name in convs:
+        k = 3 if "levels" in name else 1
+        shapes |= {f"rpn_head.{name}.conv.weight": (C, C, k, k), f"rpn_head.{name}.gn.weight": (C,),
+                   f"rpn_head.{name}.gn.bias": (C,)}
+    shapes |= {"rpn_head.init_kernels.weight": (N, C, 1, 1), "rpn_head.conv_seg.weight": (K, C, 1, 1),
+               "rpn_head.conv_seg.bias": (K,)}
+    for s in range(stages):
+        p = f"roi_head.mask_head.{s}."
+        shapes |= {p + "feat_transform.conv.weight": (C, C, 1, 1), p + "feat_transform.conv.bias": (C,),
+                   p + "attention.attn.in_proj_weight": (3 * C, C), p + "attention.attn.in_proj_bias": (3 * C,),
+                   p + "attention.attn.out_proj.weight": (C, C), p + "attention.attn.out_proj.bias": (C,),
+                   p + "ffn.layers.0.0.weight": (8 * C, C), p + "ffn.layers.0.0.bias": (8 * C,),
+                   p + "ffn.layers.1.weight": (C, 8 * C), p + "ffn.layers.1.bias": (C,),
+                   p + "cls_fcs.0.weight": (C, C), p + "fc_cls.weight": (K, C), p + "fc_cls.bias": (K,),
+                   p + "mask_fcs.0.weight": (C, C), p + "fc_mask.weight": (C, C), p + "fc_mask.bias": (C,)}
+        for lin, out in (("dynamic_layer", 2 * C), ("input_layer", 2 * C), ("input_gate", C), ("update_gate", C),
+                         ("fc_layer", C)):
+            shapes |= {p + f"kernel_update_conv.{lin}.weight": (out, C), p + f"kernel_update_conv.{lin}.bias": (out,)}
+        norms = [f"kernel_update_conv.{n}" for n in ("norm_in", "norm_out", "input_norm_in", "input_norm_out",
+                                                     "fc_norm")] + ["attention_norm", "ffn_norm", "cls_fcs.1",
+                                                                    "mask_fcs.1"]
+        shapes |= {p + f"{n}.{w}": (C,) for n in norms for w in ("weight", "bias")}
+    sd = {}
+    for i, (k, shape) in enumerate(sorted(shapes.items())):
+        sd[k] = torch.full(shape, i, dtype=torch.long if k.endswith("num_batches_tracked") else torch.float)
+    return sd
+
+
+def test_load_mmdet_checkpoint_maps_every_knet_key():
+    model = small_model()
+    sd = mmdet_state_dict(model, C=32, N=8)
+    extra = {"roi_head.mask_head.0.attention_previous.attn.in_proj_weight": torch.zeros(96, 32),  # video-only
+             "rpn_head.unknown.weight": torch.zeros(3)}
+    result = vk.load_mmdet_checkpoint(model, {"state_dict": {**sd, **extra}, "meta": {}})
+    assert set(result["loaded"]) == set(sd) and set(result["skipped"]) == set(extra)
+    own = model.state_dict()
+    pairs = {"neck.lateral_convs.2.conv.weight": "neck.lateral_convs.2.weight",
+             "rpn_head.localization_fpn.convs_all_levels.3.conv2.gn.bias":
+                 "semantic_fpn.convs_all_levels.3.conv2.gn.bias",
+             "rpn_head.conv_seg.weight": "kernel_head.conv_seg.weight",
+             "roi_head.mask_head.1.feat_transform.conv.weight": "stages.1.feat_transform.weight",
+             "roi_head.mask_head.2.attention.attn.in_proj_weight": "stages.2.attention.in_proj_weight",
+             "roi_head.mask_head.0.ffn.layers.1.weight": "stages.0.ffn.2.weight",
+             "roi_head.mask_head.0.kernel_update_conv.input_norm_out.bias":
+                 "stages.0.kernel_update_conv.input_norm_out.bias"}
+    assert all(torch.equal(own[ours], sd[theirs]) for theirs, ours in pairs.items())
+    # every non-video tensor got exactly one checkpoint tensor (the fill values are distinct)
+    video = ("stages.2.attention_previous", "stages.2.link_ffn", "embed_fcs", "fc_embed", "track_head")
+    fills = [own[k].flatten()[0].item() for k in own if not k.startswith(video)]
+    assert all((own[k] == own[k].flatten()[0]).all() for k in own if not k.startswith(video))
+    assert sorted(fills) == sorted(range(len(sd)))

@@ -1,0 +1,296 @@
+"""Train Pix2Seq-D or Video K-Net for video panoptic segmentation, on one device or many (torchrun).
+
+    python train.py                                               # tiny Pix2Seq-D on the embedded synthetic videos, CPU
+    python train.py --model video_knet                            # tiny Video K-Net, same videos
+    python train.py --model pix2seq_d --dataset kitti_step --root DIR --device cuda      # paper preset and recipe
+    torchrun --nproc_per_node 8 train.py --model video_knet --dataset kitti_step --root DIR --device cuda
+
+Flags left unset take the recipe of the model and preset (RECIPES below: the paper's for `paper`, a CPU-sized one
+for `tiny`). Every --eval_interval steps the EMA weights are scored on held-out videos (STQ, AQ, SQ, VPQ) and a
+checkpoint is written to OUT_DIR/ckpt.pt (temp file + rename); --resume continues from it at the same step.
+One log line per --log_interval, the same values appended to OUT_DIR/log.jsonl.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import data
+from infer import MODELS, build_model, evaluate, format_scores
+
+# Training recipes. paper: the reference facts (Pix2Seq-D video recipe: AdamW wd 0.05, clip 1, EMA 0.99, constant LR,
+# no scale jitter; Video K-Net: AdamW 1e-4 wd 0.05, backbone LR x0.25, warmup 1000, x0.1 at 9/12 and 11/12 of the
+# run, scale jitter 0.5-2). Pix2Seq-D's 1e-5..3e-5 assume an image-pretrained --init_from; from ImageNet weights
+# alone we use 1e-4. tiny: sized to train on 2 CPU cores in a few minutes on the synthetic videos.
+RECIPES = {
+    ("pix2seq_d", "paper"): dict(lr=1e-4, batch_size=32, max_iters=50_000, warmup=0, schedule="constant",
+                                 crop="384x1248", scale="1.0,1.0", ema=0.99, eval_interval=5000),
+    ("pix2seq_d", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=1500, warmup=100, schedule="cosine",
+                                crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=500),
+    ("video_knet", "paper"): dict(lr=1e-4, batch_size=8, max_iters=15_000, warmup=1000, schedule="step",
+                                  crop="384x1248", scale="0.5,2.0", ema=0.0, eval_interval=5000),
+    ("video_knet", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=1500, warmup=100, schedule="cosine",
+                                 crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=500),
+}
+BACKBONE_LR_MULT = {"pix2seq_d": 1.0, "video_knet": 0.25}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="pix2seq_d", choices=sorted(MODELS))
+    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "kitti_step", "cityscapes"],
+                   help="synthetic needs no files; kitti_step / cityscapes need --root (layouts: see data.py)")
+    p.add_argument("--root", help="dataset root")
+    p.add_argument("--preset", choices=["paper", "tiny"], help="model size (default: tiny on synthetic, else paper)")
+    p.add_argument("--crop", help="training crop HxW (default: the recipe's, e.g. 384x1248)")
+    p.add_argument("--scale", help="random scale range lo,hi applied to whole clips (default: the recipe's)")
+    p.add_argument("--cond", choices=["none", "mask", "mask+diff"], help="Pix2Seq-D conditioning (default: config)")
+    p.add_argument("--num_cond_frames", type=int, help="Pix2Seq-D: previous masks conditioned on (1 or 2)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="torch.compile the network on CUDA (CPU always runs eager fp32)")
+    p.add_argument("--batch_size", type=int, help="clips per step, over all processes")
+    p.add_argument("--max_iters", type=int, help="optimizer steps")
+    p.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    p.add_argument("--weight_decay", type=float, default=0.05)
+    p.add_argument("--grad_clip", type=float, default=1.0, help="max gradient L2 norm (0 = off)")
+    p.add_argument("--warmup", type=int, help="linear warmup steps")
+    p.add_argument("--schedule", choices=["constant", "cosine", "step"], help="LR after warmup")
+    p.add_argument("--ema", type=float, help="EMA decay of the evaluated weights (0 = evaluate the raw weights)")
+    p.add_argument("--eval_interval", type=int, help="steps between evaluation + checkpoint")
+    p.add_argument("--eval_videos", type=int, default=0, help="held-out videos scored (0 = all)")
+    p.add_argument("--eval_frames", type=int, default=0, help="frames per held-out video scored (0 = all)")
+    p.add_argument("--log_interval", type=int, default=50)
+    p.add_argument("--out_dir", default="out", help="checkpoint, log.jsonl and eval predictions go here")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt")
+    p.add_argument("--init_from", help="checkpoint to start from (e.g. Cityscapes pre-training); weights only")
+    p.add_argument("--backbone_weights", help="torchvision ResNet-50 state_dict file (ImageNet)")
+    p.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    args.preset = args.preset or ("tiny" if args.dataset == "synthetic" else "paper")
+    for k, v in RECIPES[(args.model, args.preset)].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.crop = tuple(int(x) for x in str(args.crop).lower().split("x"))
+    args.scale = tuple(float(x) for x in str(args.scale).split(","))
+    if args.dataset != "synthetic" and not args.root:
+        p.error(f"--dataset {args.dataset} needs --root")
+    return args
+
+
+def lr_at(step, args):
+    """Step -> learning rate: linear warmup, then constant, cosine to 10%, or x0.1 at 75% and 92% of the run."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    frac = (step - args.warmup) / max(1, args.max_iters - args.warmup)
+    if args.schedule == "cosine":
+        return args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))
+    if args.schedule == "step":
+        return args.lr * 0.1 ** ((step >= 0.75 * args.max_iters) + (step >= 0.92 * args.max_iters))
+    return args.lr
+
+
+def save_checkpoint(path, ckpt):
+    """Plain-value checkpoint dict -> path, through a temp file and an atomic rename (a killed run loses nothing)."""
+    tmp = Path(str(path) + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def git_sha():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def main(args):
+    # ------------------------------------------------------------------ system: device, DDP, precision, compile
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    if ddp:
+        backend = "nccl" if args.device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend)
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        if args.device.startswith("cuda"):
+            args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            torch.cuda.set_device(args.device)
+    else:
+        rank, world = 0, 1
+    master = rank == 0
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    torch.manual_seed(args.seed + rank)
+    if args.batch_size % world:
+        raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {world} processes")
+
+    # ------------------------------------------------------------------ model, EMA, optimizer
+    module = MODELS[args.model][2]
+    config = dict(module.PRESETS[args.preset])
+    if args.model == "pix2seq_d":
+        config.update({k: getattr(args, k) for k in ("cond", "num_cond_frames") if getattr(args, k) is not None})
+        if args.dataset == "cityscapes":
+            config["frame_dropout"] = 1.0  # single images: an image model (all-void history), as the paper's stage 1
+    raw_model, cfg = build_model(args.model, config)
+    if args.backbone_weights:
+        module.load_backbone_weights(raw_model, torch.load(args.backbone_weights, map_location="cpu",
+                                                           weights_only=True))
+    if args.init_from:
+        init = torch.load(args.init_from, map_location="cpu", weights_only=True)
+        if args.model == "video_knet" and "model" not in init:  # an mmdet K-Net checkpoint
+            module.load_mmdet_checkpoint(raw_model, init.get("state_dict", init))
+        else:
+            missing, unexpected = raw_model.load_state_dict(init.get("ema") or init["model"], strict=False)
+            if master:
+                print(f"init from {args.init_from}: {len(missing)} missing, {len(unexpected)} unexpected keys")
+    raw_model.to(device)
+    ema_model = copy.deepcopy(raw_model).eval().requires_grad_(False) if args.ema > 0 else None
+    backbone = {id(p) for n, p in raw_model.named_parameters() if n.startswith("backbone.")}
+    groups = [dict(params=[], weight_decay=args.weight_decay, lr_mult=1.0) for _ in range(4)]
+    for n, p in raw_model.named_parameters():  # (backbone?, decayed?): no decay on norms and biases
+        g = groups[2 * (id(p) in backbone) + (p.ndim >= 2)]
+        g["params"].append(p)
+    for i, g in enumerate(groups):
+        g["weight_decay"] = args.weight_decay if i % 2 else 0.0
+        g["lr_mult"] = BACKBONE_LR_MULT[args.model] if i >= 2 else 1.0
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.lr, betas=(0.9, 0.999),
+                                  fused=cuda)
+    model = torch.compile(raw_model) if cuda and args.compile else raw_model
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+
+    # ------------------------------------------------------------------ resume
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    step, best = 0, -1.0
+    if args.resume:
+        ckpt_path = out_dir / "ckpt.pt"
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: {ckpt_path} not found")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt["args"]["model"] != args.model:
+            raise ValueError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}")
+        raw_model.load_state_dict(ckpt["model"])
+        if ema_model is not None and ckpt.get("ema") is not None:
+            ema_model.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, best = ckpt["step"], ckpt["best"]
+
+    # ------------------------------------------------------------------ data
+    train_seqs = data.load_sequences(args.dataset, args.root, "train")
+    eval_seqs = data.load_sequences(args.dataset, args.root, "val")
+    eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
+    if args.model == "pix2seq_d":
+        clips = data.ClipDataset(train_seqs, "consecutive", 1 + cfg.num_cond_frames, args.crop, args.scale)
+    else:
+        clips = data.ClipDataset(train_seqs, "pair", 2, args.crop, args.scale)
+    sampler = torch.utils.data.DistributedSampler(clips, world, rank, seed=args.seed) if ddp else None
+    num_workers = args.num_workers if args.num_workers is not None else (4 if cuda else 0)
+    loader = torch.utils.data.DataLoader(clips, batch_size=args.batch_size // world, shuffle=sampler is None,
+                                         sampler=sampler, num_workers=num_workers, pin_memory=cuda, drop_last=True,
+                                         persistent_workers=num_workers > 0)
+
+    def batches():
+        epoch = step // max(1, len(loader))
+        while True:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    if master:
+        n_params = sum(p.numel() for p in raw_model.parameters())
+        print(f"git {git_sha()} | torch {torch.__version__} | device {device} x{world} | {args.model} "
+              f"{args.preset} {n_params / 1e6:.2f}M params | {len(clips)} clips")
+        print("args " + json.dumps({k: v for k, v in vars(args).items()}))
+
+    def run_eval(step):
+        net = ema_model if ema_model is not None else raw_model
+        kw = dict(generator=torch.Generator(device).manual_seed(args.seed)) if args.model == "pix2seq_d" else {}
+        result = evaluate(net.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
+        raw_model.train()
+        print(f"eval step {step} | {format_scores(result)}")
+        return result
+
+    def checkpoint(step, best):
+        save_checkpoint(out_dir / "ckpt.pt", {
+            "model": raw_model.state_dict(), "ema": ema_model.state_dict() if ema_model is not None else None,
+            "optimizer": optimizer.state_dict(), "config": asdict(cfg),
+            "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
+            "step": step, "best": best})
+
+    # ------------------------------------------------------------------ training loop
+    generator = torch.Generator(device).manual_seed(args.seed * 1000 + rank + step)
+    log = open(out_dir / "log.jsonl", "a") if master else None
+    raw_model.train()
+    bar = tqdm(total=args.max_iters, initial=step, desc="train", unit="step", disable=not master, dynamic_ncols=True)
+    it, t0, bad, sums = batches(), time.time(), 0, {}
+    while step < args.max_iters:
+        batch = next(it)
+        images, semantic, instance = (batch[k].to(device, non_blocking=True) for k in ("image", "semantic", "instance"))
+        lr = lr_at(step, args)
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g["lr_mult"]
+        with autocast:
+            loss, logs = module.compute_loss(model, images, semantic, instance, generator=generator)
+        if not torch.isfinite(loss):  # a host sync per step; cheap next to a step, and it keeps NaN out of weights
+            bad += 1
+            tqdm.write(f"step {step}: non-finite loss {loss.item()}, step skipped ({bad} in a row)")
+            if bad >= 10:
+                raise RuntimeError(f"{bad} non-finite losses in a row at step {step}; last checkpoint is kept")
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        bad = 0
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema_model is not None:
+            decay = min(args.ema, (1 + step) / (10 + step))  # short warm-up of the average
+            with torch.no_grad():
+                for e, p in zip(ema_model.state_dict().values(), raw_model.state_dict().values()):
+                    e.copy_(e * decay + p.detach() * (1 - decay)) if e.is_floating_point() else e.copy_(p)
+        step += 1
+        bar.update()
+        for k, v in {"loss": loss.detach(), "grad_norm": gnorm, **logs}.items():
+            sums[k] = sums.get(k, 0.0) + v.detach().float()
+        if step % args.log_interval == 0 or step == args.max_iters:
+            n = args.log_interval if step % args.log_interval == 0 else step % args.log_interval
+            vals = {k: (v / n).item() for k, v in sums.items()}
+            ms = (time.time() - t0) * 1000 / n
+            if master:
+                tqdm.write(f"step {step} | loss {vals['loss']:.4f} | lr {lr:.1e} | {ms:.0f} ms/step")
+                log.write(json.dumps({"step": step, "lr": lr, "ms_per_step": ms, **vals}) + "\n")
+                log.flush()
+            sums, t0 = {}, time.time()
+        if step % args.eval_interval == 0 or step == args.max_iters:
+            if master:
+                result = run_eval(step)
+                best = max(best, result["STQ"] if result["STQ"] == result["STQ"] else -1.0)
+                log.write(json.dumps({"step": step, "eval": {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}},
+                                     default=float) + "\n")
+                checkpoint(step, best)
+            if ddp:
+                torch.distributed.barrier()
+            t0 = time.time()
+    bar.close()
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return out_dir / "ckpt.pt"
+
+
+if __name__ == "__main__":
+    main(parse_args())

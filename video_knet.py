@@ -1,0 +1,649 @@
+"""Video K-Net (Li et al., CVPR 2022) on K-Net (Zhang et al., NeurIPS 2021): kernel-based video panoptic segmentation.
+
+K-Net sec. 3.2-3.4 (kernel update, set losses) and Video K-Net sec. 3.2-3.3 (kernel linking, association
+embedding, tracking), settings of the official R50 KITTI-STEP config (lxtGH/Video-K-Net, video_knet_s3_r50_rpn_1x_
+kitti_step_sigmoid_stride2_mask_embed_link_ffn_joint_train): ResNet-50 -> FPN -> semantic FPN (stride 8) -> 100
+thing + 17 stuff kernels -> 3 x [group feature assembling, adaptive gated update, self-attention, FFN, class head,
+dynamic 1x1 mask conv] -> kernels linked to the previous frame's -> embedding -> bi-softmax tracker. Classes inside
+the model: things first, then the other trainIds ascending (as in the original); inputs and outputs are trainIds.
+
+Differences from the original (and why):
+- Void and crowd pixels (thing class, instance 0) get weight 0 in the mask losses, mask costs and rank loss (the
+  original: void is background, a crowd region a GT instance); the semantic CE keeps the crowd's class.
+- Semantic and rank CE average over labelled pixels (the original divides by all pixels, ignored ones included).
+- Set losses are divided per frame by its GT mask count, clamped >= 1, after an optional `reduce_counts` (DDP);
+  the original averages BCE / dice over the local positives.
+- Linking runs after stage 3, not inside it: the same maths (linked kernels only feed the embedding), and the
+  link modules live only in the last stage, so every parameter is used.
+- Both frames of a clip share one backbone pass (and BN statistics); data.py draws the reference offset (+-1, +-2)
+  for every clip (the original fixes it once per key frame).
+- No frozen stem / layer1 / BN statistics (train.py's choice; they assume pretrained weights); BN, not SyncBN.
+- Tracker ids stay aligned with their masks when box NMS drops a detection (the original shifts ids onto the wrong
+  masks); a dropped detection gets no id. Boxes come from the segment masks (no RPN semantic filter).
+- Pixels whose arg-max candidate the merge rejects are void (255), not road (0).
+- No Kernel Fusion (Swin configs only; not in the released R50 config).
+
+Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8),
+N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C).
+"""
+import math
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+@dataclass
+class VideoKNetConfig:
+    num_classes: int = 19  # semantic classes K (Cityscapes trainIds), paper 19
+    thing_classes: tuple = (11, 13)  # trainIds with instances and track ids (person, car), paper (11, 13)
+    num_thing_kernels: int = 100  # thing proposal kernels Nt, paper 100
+    num_stages: int = 3  # kernel update stages, paper 3
+    feat_channels: int = 256  # FPN / kernel width C, a multiple of 32 (GN groups, 8 heads); FFN 8C; paper 256
+    backbone_width: int = 64  # ResNet stem width w; stage widths w..8w, outputs 4w..32w; paper 64 (ResNet-50)
+    backbone_depth: tuple = (3, 4, 6, 3)  # bottlenecks per ResNet stage, paper (3, 4, 6, 3)
+    w_cls: float = 2.0  # sigmoid focal classification loss and match cost, paper 2
+    w_bce: float = 1.0  # mask BCE loss and mask match cost, paper 1
+    w_dice: float = 4.0  # dice loss and dice match cost, paper 4
+    w_rank: float = 0.1  # rank loss on the initial thing masks, paper 0.1
+    w_seg: float = 1.0  # semantic CE on the initial semantic logits, paper 1
+    w_track: float = 0.25  # multi-positive contrastive embedding loss, paper 0.25
+    w_track_aux: float = 1.0  # cosine L2 embedding loss, paper 1
+    score_thr: float = 0.25  # min thing score kept by the panoptic merge, paper 0.25
+    overlap_thr: float = 0.6  # min (arg-max area / area of prob >= 0.5) of a kept segment, paper 0.6
+    init_score_thr: float = 0.35  # min score that starts a new track, paper 0.35
+    obj_score_thr: float = 0.3  # min score that continues a track, paper 0.3
+    match_score_thr: float = 0.5  # min bi-softmax score of a match, paper 0.5
+    memo_momentum: float = 0.8  # weight of the new embedding in a track's memory, paper 0.8
+
+PRESETS = {
+    "paper": dict(num_thing_kernels=100, feat_channels=256, backbone_width=64, backbone_depth=(3, 4, 6, 3)),
+    "tiny": dict(num_thing_kernels=16, feat_channels=64, backbone_width=16, backbone_depth=(1, 1, 1, 1)),
+}
+
+# -----------------------------------------------------------------------------
+# Backbone (torchvision's ResNet-50 v1.5, same names and maths), FPN, semantic FPN
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, planes, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)  # v1.5
+        self.conv3, self.bn3 = nn.Conv2d(planes, 4 * planes, 1, bias=False), nn.BatchNorm2d(4 * planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None if stride == 1 and cin == 4 * planes else nn.Sequential(
+            nn.Conv2d(cin, 4 * planes, 1, stride, bias=False), nn.BatchNorm2d(4 * planes))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + (x if self.downsample is None else self.downsample(x)))
+
+class ResNet50(nn.Module):
+    """torchvision's ResNet-50 without avgpool / fc: ResNet50() has exactly its parameter names and shapes."""
+
+    def __init__(self, width=64, depth=(3, 4, 6, 3)):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
+        self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+        cin, self.out_channels = width, [4 * width * 2 ** i for i in range(4)]
+        for i, n in enumerate(depth):
+            planes = width * 2 ** i
+            blocks = [Bottleneck(cin if j == 0 else 4 * planes, planes, 2 if i and j == 0 else 1) for j in range(n)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            cin = 4 * planes
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        """(B, 3, H, W) normalised -> [C2, C3, C4, C5] at strides 4, 8, 16, 32 with 4w, 8w, 16w, 32w channels."""
+        feats = [self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))]
+        for layer in (self.layer2, self.layer3, self.layer4):
+            feats.append(layer(feats[-1]))
+        return feats
+
+class FPN(nn.Module):
+    """mmdet FPN: lateral 1x1, top-down nearest upsampling + add, 3x3 output convs; no norm, no activation."""
+
+    def __init__(self, in_channels, c):
+        super().__init__()
+        self.lateral_convs = nn.ModuleList(nn.Conv2d(cin, c, 1) for cin in in_channels)
+        self.fpn_convs = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in in_channels)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, feats):
+        lat = [conv(f) for conv, f in zip(self.lateral_convs, feats)]
+        for i in range(len(lat) - 1, 0, -1):
+            lat[i - 1] = lat[i - 1] + F.interpolate(lat[i], size=lat[i - 1].shape[-2:], mode="nearest")
+        return [conv(x) for conv, x in zip(self.fpn_convs, lat)]  # P2..P5: (B, C, H/s, W/s)
+
+def conv_gn(cin, cout, k, stride=1):
+    """mmcv ConvModule with its `.conv` / `.gn` key names: conv (no bias, normal std 0.01) -> GN(32) -> ReLU."""
+    conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+    nn.init.normal_(conv.weight, std=0.01)
+    return nn.Sequential(OrderedDict(conv=conv, gn=nn.GroupNorm(32, cout), relu=nn.ReLU(inplace=True)))
+
+def sine_position_encoding(x, temperature=10000.0):
+    """(B, C, H, W) -> (B, C, H, W) mmdet SinePositionalEncoding(C/2, normalize=True, scale 2 pi), no padding."""
+    B, C, H, W = x.shape
+    dim_t = temperature ** (2 * (torch.arange(C // 2, device=x.device) // 2) / (C // 2))
+    def embed(n):  # (n, C/2), sin and cos interleaved
+        pos = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[:, None] / (n + 1e-6) * 2 * math.pi / dim_t
+        return torch.stack([pos[:, 0::2].sin(), pos[:, 1::2].cos()], dim=2).flatten(1)
+    pos = torch.cat([embed(H)[:, None].expand(H, W, -1), embed(W)[None].expand(H, W, -1)], dim=2)  # y first
+    return pos.permute(2, 0, 1)[None].expand(B, C, H, W).to(x.dtype)
+
+class SemanticFPN(nn.Module):
+    """K-Net's SemanticFPNWrapper: P2 (3x3, stride 2), P3, P4 (up x2), P5 + sine encoding (up x4), summed at s8."""
+
+    def __init__(self, c):
+        super().__init__()
+        levels = [nn.Sequential(OrderedDict(conv0=conv_gn(c, c, 3, stride=2)))]
+        for i in range(1, 4):
+            layers = OrderedDict()
+            for j in range(i):
+                layers[f"conv{j}"] = conv_gn(c, c, 3)
+                if j < i - 1:
+                    layers[f"upsample{j}"] = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+            levels.append(nn.Sequential(layers))
+        self.convs_all_levels = nn.ModuleList(levels)
+        self.conv_pred, self.aux_convs = conv_gn(c, c, 1), nn.ModuleList([conv_gn(c, c, 1)])
+
+    def forward(self, feats):
+        """[P2..P5] -> localization and semantic features, each (B, C, H/8, W/8)."""
+        feats = list(feats[:3]) + [feats[3] + sine_position_encoding(feats[3])]
+        x = sum(level(f) for level, f in zip(self.convs_all_levels, feats))
+        return self.conv_pred(x), self.aux_convs[0](x)
+
+
+# -----------------------------------------------------------------------------
+# Kernels: initial kernels, update stages, linking, embedding head
+
+class KernelHead(nn.Module):
+    """Initial kernels: Nt learned thing kernels (+ features summed under their masks), stuff rows of conv_seg."""
+
+    def __init__(self, c, num_thing_kernels, num_classes, num_thing_classes):
+        super().__init__()
+        self.kt = num_thing_classes
+        self.loc_convs, self.seg_convs = nn.ModuleList([conv_gn(c, c, 1)]), nn.ModuleList([conv_gn(c, c, 1)])
+        self.init_kernels = nn.Conv2d(c, num_thing_kernels, 1, bias=False)
+        self.conv_seg = nn.Conv2d(c, num_classes, 1)
+        nn.init.normal_(self.init_kernels.weight, std=1.0)
+        nn.init.normal_(self.conv_seg.weight, std=0.01)
+        nn.init.zeros_(self.conv_seg.bias)
+
+    def forward(self, loc, sem):
+        """(B, C, h, w) x2 -> kernels (B, N, C), mask logits (B, N, h, w), seg logits (B, K, h, w), x (B, C, h, w)."""
+        loc, sem = self.loc_convs[0](loc), self.seg_convs[0](sem)
+        masks, seg, x = self.init_kernels(loc), self.conv_seg(sem), loc + sem  # (B, Nt, h, w), (B, K, h, w)
+        things = self.init_kernels.weight.flatten(1) + torch.einsum("bnhw,bchw->bnc", (masks > 0).to(x.dtype), x)
+        stuff = self.conv_seg.weight[self.kt:].flatten(1).expand(x.shape[0], -1, -1)  # (B, K - Kt, C), no bias
+        return torch.cat([things, stuff], 1), torch.cat([masks, seg[:, self.kt:]], 1), seg, x
+
+class KernelUpdator(nn.Module):
+    """Adaptive kernel update (K-Net eq. 4-7): gates from features F and kernels K, gated mix, then FC-LN-ReLU."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.dynamic_layer, self.input_layer = nn.Linear(c, 2 * c), nn.Linear(c, 2 * c)  # F -> p, K -> q
+        self.input_gate, self.update_gate = nn.Linear(c, c), nn.Linear(c, c)
+        self.norm_in, self.norm_out, self.input_norm_in, self.input_norm_out = (nn.LayerNorm(c) for _ in range(4))
+        self.fc_layer, self.fc_norm = nn.Linear(c, c), nn.LayerNorm(c)
+
+    def forward(self, feats, kernels):
+        """(B, N, C) assembled features, (B, N, C) kernels -> (B, N, C) updated kernels."""
+        (p_in, p_out), (q_in, q_out) = self.dynamic_layer(feats).chunk(2, -1), self.input_layer(kernels).chunk(2, -1)
+        gate = p_in * q_in
+        g_feat = self.norm_in(self.update_gate(gate)).sigmoid()  # G_F
+        g_kern = self.input_norm_in(self.input_gate(gate)).sigmoid()  # G_K
+        out = g_feat * self.norm_out(p_out) + g_kern * self.input_norm_out(q_out)
+        return F.relu(self.fc_norm(self.fc_layer(out)))
+
+def ffn(c):
+    return nn.Sequential(nn.Linear(c, 8 * c), nn.ReLU(inplace=True), nn.Linear(8 * c, c))
+
+def fc_ln_relu(c):
+    return nn.Sequential(nn.Linear(c, c, bias=False), nn.LayerNorm(c), nn.ReLU(inplace=True))
+
+class KernelUpdateStage(nn.Module):
+    """One K-Net update stage; with link=True also Video K-Net's kernel linking (cross-attention + FFN)."""
+
+    def __init__(self, c, num_classes, link=False):
+        super().__init__()
+        self.feat_transform, self.kernel_update_conv = nn.Conv2d(c, c, 1), KernelUpdator(c)
+        self.attention, self.attention_norm = nn.MultiheadAttention(c, 8, batch_first=True), nn.LayerNorm(c)
+        self.ffn, self.ffn_norm = ffn(c), nn.LayerNorm(c)
+        self.cls_fcs, self.fc_cls = fc_ln_relu(c), nn.Linear(c, num_classes)
+        self.mask_fcs, self.fc_mask = fc_ln_relu(c), nn.Linear(c, c)
+        if link:
+            self.attention_previous = nn.MultiheadAttention(c, 8, batch_first=True)
+            self.attention_previous_norm, self.link_ffn, self.link_ffn_norm = nn.LayerNorm(c), ffn(c), nn.LayerNorm(c)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        nn.init.constant_(self.fc_cls.bias, -math.log(99))  # prior probability 0.01
+
+    def forward(self, x, kernels, masks):
+        """(B, C, h, w), (B, N, C), (B, N, h, w) logits -> kernels (B, N, C), masks (B, N, h, w), cls (B, N, K)."""
+        x = self.feat_transform(x)
+        feats = torch.einsum("bnhw,bchw->bnc", (masks > 0).to(x.dtype), x)  # sum under sigmoid > 0.5, not a mean
+        k = self.kernel_update_conv(feats, kernels)
+        k = self.attention_norm(k + self.attention(k, k, k, need_weights=False)[0])
+        k = self.ffn_norm(k + self.ffn(k))
+        masks = torch.einsum("bnc,bchw->bnhw", self.fc_mask(self.mask_fcs(k)), x)  # dynamic 1x1 conv
+        return k, masks, self.fc_cls(self.cls_fcs(k))
+
+    def link(self, kernels, prev):
+        """(B, N, C) kernels, (B, N, C) previous frame's kernels -> (B, N, C) linked kernels (tracking input)."""
+        t = self.attention_previous_norm(kernels + self.attention_previous(kernels, prev, prev, need_weights=False)[0])
+        return self.link_ffn_norm(t + self.link_ffn(t))
+
+class VideoKNet(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        if cfg.feat_channels % 32 or not set(cfg.thing_classes) <= set(range(cfg.num_classes)):
+            raise ValueError(f"video_knet: need feat_channels % 32 == 0 and thing_classes in range(num_classes), got "
+                             f"{cfg.feat_channels}, {cfg.thing_classes}")
+        self.cfg, c = cfg, cfg.feat_channels
+        self.backbone = ResNet50(cfg.backbone_width, cfg.backbone_depth)
+        self.neck, self.semantic_fpn = FPN(self.backbone.out_channels, c), SemanticFPN(c)
+        self.kernel_head = KernelHead(c, cfg.num_thing_kernels, cfg.num_classes, len(cfg.thing_classes))
+        self.stages = nn.ModuleList(KernelUpdateStage(c, cfg.num_classes, link=i == cfg.num_stages - 1)
+                                    for i in range(cfg.num_stages))
+        self.embed_fcs, self.fc_embed = fc_ln_relu(c), nn.Linear(c, c)  # then QDTrack's head: 2 fcs, fc_embed
+        self.track_head = nn.Sequential(nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c))
+        for i, fc in enumerate(self.track_head[::2]):
+            nn.init.xavier_uniform_(fc.weight) if i < 2 else nn.init.normal_(fc.weight, std=0.01)
+            nn.init.zeros_(fc.bias)
+        order = list(cfg.thing_classes) + [k for k in range(cfg.num_classes) if k not in cfg.thing_classes]
+        to_model = torch.full((256,), 255, dtype=torch.long)
+        to_model[order] = torch.arange(cfg.num_classes)
+        self.register_buffer("train_to_model", to_model, persistent=False)  # trainId -> model class, 255 void
+        self.register_buffer("model_to_train", torch.tensor(order), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1), persistent=False)
+
+    def forward(self, images, prev_kernels=None):
+        """(B, 3, H, W) in [0, 1] (+ previous kernels (B, N, C)) or a clip (B, 2, 3, H, W) -> dict of raw outputs.
+
+        A clip is flattened frame-major to B' = 2B (key frames, then reference frames) and the key frames' last
+        kernels are linked to the reference frames' (not detached, as in the original). Outputs: rpn_masks
+        (B', N, h, w) and seg_logits (B', K, h, w) of the initial kernels; masks / cls, per-stage lists of
+        (B', N, h, w) / (B', N, K) logits; kernels (B', N, C), the last un-linked kernels (the next frame's memory);
+        embeds (B', N, D), the tracking embeddings."""
+        clip = images.dim() == 5
+        images = images.transpose(0, 1).flatten(0, 1) if clip else images
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[-2] % 32 or images.shape[-1] % 32:
+            raise ValueError(f"video_knet: expected images (B, 3, H, W) or (B, 2, 3, H, W) with H, W divisible by "
+                             f"32, got {tuple(images.shape)}")
+        loc, sem = self.semantic_fpn(self.neck(self.backbone((images - self.pixel_mean) / self.pixel_std)))
+        kernels, masks, seg, x = self.kernel_head(loc, sem)
+        out = dict(rpn_masks=masks, seg_logits=seg, masks=[], cls=[])
+        for stage in self.stages:
+            kernels, masks, cls = stage(x, kernels, masks)
+            out["masks"].append(masks)
+            out["cls"].append(cls)
+        b, track = kernels.shape[0] // 2, kernels
+        if clip:
+            track = torch.cat([self.stages[-1].link(kernels[:b], kernels[b:]), kernels[b:]])
+        elif prev_kernels is not None:
+            track = self.stages[-1].link(kernels, prev_kernels)
+        out.update(kernels=kernels, embeds=self.track_head(self.fc_embed(self.embed_fcs(track))))
+        return out
+
+
+# -----------------------------------------------------------------------------
+# Matching
+
+def hungarian(cost):
+    """(R, C) finite cost -> (rows, cols) int64 numpy arrays of a min-cost one-to-one matching of size min(R, C).
+
+    Shortest augmenting paths with row / column potentials (Jonker-Volgenant style, O(R^2 C)): rows are added one
+    at a time, a Dijkstra sweep over reduced costs (>= 0 thanks to the potentials) finds the cheapest augmenting
+    path. Tall matrices are solved transposed. Rows come back ascending, as from scipy's linear_sum_assignment."""
+    cost = np.asarray(cost, dtype=np.float64)
+    if cost.ndim != 2 or not np.isfinite(cost).all():
+        raise ValueError(f"hungarian: expected a finite 2-D cost matrix, got shape {cost.shape}")
+    flip = cost.shape[0] > cost.shape[1]
+    cost = cost.T if flip else cost
+    n, m = cost.shape
+    u, v = np.zeros(n + 1), np.zeros(m + 1)  # potentials; column 0 is a virtual start column
+    match, way = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)  # 1-based row on column j; path
+    for i in range(1, n + 1):
+        match[0], j0 = i, 0
+        minv, used = np.full(m + 1, np.inf), np.zeros(m + 1, dtype=bool)
+        while match[j0] != 0:  # grow the shortest-path tree until it reaches a free column
+            used[j0] = True
+            reduced = cost[match[j0] - 1] - u[match[j0]] - v[1:]
+            better = ~used[1:] & (reduced < minv[1:])
+            minv[1:][better], way[1:][better] = reduced[better], j0
+            j0 = int(np.argmin(np.where(used[1:], np.inf, minv[1:]))) + 1
+            delta = minv[j0]
+            u[match[used]] += delta
+            v[used] -= delta
+            minv[~used] -= delta
+        while j0:  # augment along the path
+            match[j0], j0 = match[way[j0]], way[j0]
+    cols = np.nonzero(match[1:])[0]
+    rows, cols = (cols, match[1:][cols] - 1) if flip else (match[1:][cols] - 1, cols)
+    order = np.argsort(rows)
+    return rows[order], cols[order]
+
+@torch.no_grad()
+@torch.autocast("cuda", enabled=False)  # matching in fp32, also under the caller's autocast
+def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_mask=1.0, w_dice=4.0):
+    """(Q, h, w) logits, (Q, Kt) logits or None, (G, h, w) soft targets, (G,) int64, (h, w) weights -> (Q, G) cost.
+
+    mmdet's FocalLossCost (alpha 0.25, gamma 2) + MaskCost (minus soft pixel accuracy, p clamped >= 0.01) +
+    DiceCost (p clamped >= 0.001, eps 1e-3); pixels with weight 0 (void, crowd) are left out."""
+    w, t = weights.flatten().float(), targets.flatten(1).float()
+    p = mask_logits.flatten(1).float().sigmoid()
+    pm, pd, td = p.clamp(min=0.01) * w, p.clamp(min=0.001) * w, t * w
+    cost = -w_mask * (pm @ t.T + (w - pm) @ (1 - t).T) / w.sum().clamp(min=1)
+    cost = cost - w_dice * 2 * (pd @ td.T) / ((pd * pd).sum(1)[:, None] + (td * td).sum(1)[None] + 2e-3)
+    if cls_logits is not None:
+        q = cls_logits.float().sigmoid()[:, labels]  # (Q, G)
+        cost = cost + w_cls * (-(q + 1e-12).log() * 0.25 * (1 - q) ** 2 + (1 - q + 1e-12).log() * 0.75 * q ** 2)
+    return cost
+
+def assign(mask_logits, cls_logits, tgt, cfg):
+    """(Q, h, w) thing logits, (Q, Kt) logits or None, one frame's targets -> (kernel idx (P,), GT idx (P,)) int64."""
+    cost = match_cost(mask_logits, cls_logits, tgt["thing"], tgt["thing_label"], tgt["valid"], cfg.w_cls, cfg.w_bce,
+                      cfg.w_dice)  # (Q, G); a host sync for the matching, as in the original (scipy)
+    return [torch.as_tensor(a, device=mask_logits.device) for a in hungarian(cost.cpu().numpy())]
+
+
+# -----------------------------------------------------------------------------
+# Losses
+
+def frame_targets(semantic, instance, train_to_model, num_thing_classes, num_classes):
+    """(H, W) int64 trainIds (255 void), (H, W) int64 ids -> dict of one frame's targets at stride 2.
+
+    thing (G, H/2, W/2) soft masks (2x2 means = the original's bilinear x0.5), thing_label (G,) model classes,
+    thing_id (G,) (class, id) keys that match across frames, stuff (K - Kt, H/2, W/2) soft masks, stuff_present
+    (K - Kt,) bool, valid (H/2, W/2) soft weights (0 on void, crowd), label (H/2, W/2) nearest classes, 255 ignore."""
+    lab = train_to_model[semantic.clamp(0, 255)]
+    is_thing = lab < num_thing_classes
+    key = torch.where(is_thing & (instance > 0), lab * 2 ** 32 + instance, -1)
+    ids = torch.unique(key[key >= 0])  # (G,)
+    pool = lambda m: F.avg_pool2d(m.float().unsqueeze(1), 2).squeeze(1)  # noqa: E731
+    stuff = lab[None] == torch.arange(num_thing_classes, num_classes, device=lab.device)[:, None, None]
+    return dict(thing=pool(key[None] == ids[:, None, None]), thing_label=ids // 2 ** 32, thing_id=ids,
+                stuff=pool(stuff), stuff_present=stuff.flatten(1).any(1), label=lab[::2, ::2],
+                valid=pool(((lab != 255) & ~(is_thing & (instance == 0)))[None])[0])
+
+def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
+    """(..., K) logits, (..., K) {0, 1} targets -> (..., K) elementwise sigmoid focal loss (RetinaNet)."""
+    p = logits.sigmoid()
+    pt, a = p * targets + (1 - p) * (1 - targets), alpha * targets + (1 - alpha) * (1 - targets)
+    return a * (1 - pt) ** gamma * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+
+def mask_losses(logits, targets, weights, eps=1e-3):
+    """(M, h, w) logits, soft targets, pixel weights -> weighted mean BCE (M,), dice (M,) = mmdet 2.18's 1 - 2 sum(pt)
+    / (sum(p^2) + sum(t^2) + 2 eps) on p, t times the weights."""
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weights
+    p, t = (logits.sigmoid() * weights).flatten(1), (targets * weights).flatten(1)
+    return (bce.flatten(1).sum(1) / weights.flatten(1).sum(1).clamp(min=1e-6),
+            1 - 2 * (p * t).sum(1) / ((p * p).sum(1) + (t * t).sum(1) + 2 * eps))
+
+def multi_pos_ce(sim, pos):
+    """(R, S) similarities, (R, S) bool positives -> mean over rows with a positive of log(1 + sum exp(s- - s+))."""
+    diff = sim[:, None, :] - sim[:, :, None]  # [r, i, j] = s_rj - s_ri
+    diff = diff.masked_fill(~(pos[:, :, None] & ~pos[:, None, :]), float("-inf")).flatten(1)  # i pos., j neg.
+    return torch.logsumexp(F.pad(diff, (0, 1)), dim=1)[pos.any(1)].mean()  # the padded 0 is the "1 +"
+
+def cosine_l2(cos, pos, neg_margin=0.1, neg_pos_ub=3):
+    """(R, S) cosines, (R, S) bool (>= 1 positive) -> mean of (s - t)^2 over positives and the hardest <= 3 x
+    #positives negatives, s = clamp(cos - margin on negatives, 0, 1) (QDTrack's L2Loss with hard mining)."""
+    err = (torch.where(pos, cos, cos - neg_margin).clamp(0, 1) - pos.float()).flatten() ** 2
+    neg, keep = (~pos).flatten().nonzero().squeeze(1), pos.flatten().clone()
+    keep[neg[err.detach()[neg].topk(min(len(neg), neg_pos_ub * int(pos.sum()))).indices]] = True
+    return err[keep].mean()
+
+def stage_losses(masks, cls, tgt, kernel_idx, gt_idx, nt, kt):
+    """One image, one stage: (N, h, w) stride-2 logits, (N, K) logits, targets, matched pairs -> (focal, BCE, dice)
+    summed over positives (matched thing kernels and the kernels of present stuff classes)."""
+    present = tgt["stuff_present"].nonzero().squeeze(1)
+    rows, tmask = torch.cat([kernel_idx, nt + present]), torch.cat([tgt["thing"][gt_idx], tgt["stuff"][present]])
+    w, (n, k) = tgt["valid"].expand_as(tmask), cls.shape
+    target, weight = torch.zeros_like(cls), torch.zeros_like(cls)
+    target[kernel_idx, tgt["thing_label"][gt_idx]] = 1
+    target[nt + present, kt + present] = 1
+    weight[:nt, :kt] = 1  # thing kernels learn the thing classes; stuff kernels only their own class' presence
+    weight[torch.arange(nt, n), torch.arange(kt, k)] = 1
+    bce, dice = mask_losses(masks[rows], tmask, w)
+    return (sigmoid_focal(cls, target) * weight).sum(), bce.sum(), dice.sum()
+
+def rank_target(tgt, kernel_idx, gt_idx):
+    """One frame's targets, matched pairs -> (h, w) int64: the last matched kernel whose GT mask covers a pixel, -1."""
+    cover = torch.cat([torch.ones_like(tgt["valid"][None]), tgt["thing"][gt_idx]]) > 0  # (1 + P, h, w), 0: none
+    last = (cover * torch.arange(len(cover), device=cover.device)[:, None, None]).argmax(0)
+    return torch.cat([kernel_idx.new_full((1,), -1), kernel_idx])[last]
+
+@torch.autocast("cuda", enabled=False)  # dot products in fp32
+def track_losses(embeds, tg, matches, B):
+    """(2B, N, D) embeddings, targets, last-stage matches -> (multi-positive CE, cosine L2), averaged over clips."""
+    ce = l2 = embeds.new_zeros(())
+    for b in range(B):
+        (kk, gk), (kr, gr) = matches[b], matches[B + b]
+        pos = tg[b]["thing_id"][gk][:, None] == tg[B + b]["thing_id"][gr][None]  # (Pk, Pr) same instance
+        if pos.any():
+            ek, er = embeds[b, kk], embeds[B + b, kr]  # key (linked) and reference kernels' embeddings
+            ce = ce + multi_pos_ce(ek @ er.T, pos)
+            l2 = l2 + cosine_l2(F.normalize(ek, dim=1) @ F.normalize(er, dim=1).T, pos)
+    return ce / B, l2 / B
+
+def compute_loss(model, images, semantic, instance, generator=None, reduce_counts=None):
+    """(B, 2, 3, H, W) [0, 1], (B, 2, H, W) int64 trainIds, (B, 2, H, W) int64 ids -> (loss, dict of detached scalars).
+
+    Both frames (key, reference) at full weight; masks compared at stride 2 (logits upsampled x4) to soft targets:
+    - initial kernels: BCE (w_bce) + dice (w_dice) on Hungarian-matched thing kernels, rank CE (w_rank) over the Nt
+      thing logits per pixel (target: the matched kernel whose GT mask covers it), semantic CE (w_seg);
+    - each stage: focal (w_cls) + BCE + dice; stuff kernel j stands for stuff class j. The original's quirk is kept:
+      stage s is matched on the detached outputs of stage s - 1 (stage 1 on the initial masks, no class cost);
+    - tracking: a fresh match on each frame's last stage picks one kernel per GT instance; key (linked) and reference
+      embeddings of one instance are positives: multi-positive CE on dot products (w_track) + L2 on cosines with
+      hard negatives (w_track_aux). Set losses are divided by the frame's GT mask count (things; things + present
+      stuff), clamped >= 1 after `reduce_counts` (optional, on the (2, 2) counts, e.g. a DDP all-reduce mean).
+    `generator` is unused (the loss has no randomness)."""
+    raw = getattr(model, "module", model)  # DDP / torch.compile wrappers -> the VideoKNet
+    raw = getattr(raw, "_orig_mod", raw)
+    cfg = raw.cfg
+    if images.dim() != 5 or images.shape[1] != 2 or not semantic.shape == instance.shape == images[:, :, 0].shape:
+        raise ValueError(f"compute_loss: expected images (B, 2, 3, H, W) and labels (B, 2, H, W), got "
+                         f"{tuple(images.shape)}, {tuple(semantic.shape)}, {tuple(instance.shape)}")
+    B, nt, kt, S = images.shape[0], cfg.num_thing_kernels, len(cfg.thing_classes), cfg.num_stages
+    out = model(images)
+    up = lambda t: F.interpolate(t.float(), scale_factor=4, mode="bilinear", align_corners=False)  # noqa: E731
+    sem, ins = (t.transpose(0, 1).flatten(0, 1) for t in (semantic, instance))  # (2B, H, W), key frames first
+    tg = [frame_targets(sem[i], ins[i], raw.train_to_model, kt, cfg.num_classes) for i in range(2 * B)]
+    rpn, seg = up(out["rpn_masks"][:, :nt]), up(out["seg_logits"])
+    masks, cls = [up(m) for m in out["masks"]], [c.float() for c in out["cls"]]
+    on = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]  # matches[s] used by stage s
+    matches = [[assign(m[i], None if c is None else c[i], tg[i], cfg) for i in range(2 * B)] for m, c in on]
+    counts = torch.tensor([[len(t["thing_id"]), len(t["thing_id"]) + int(t["stuff_present"].sum())] for t in tg],
+                          dtype=torch.float32, device=images.device).view(2, B, 2).sum(1)  # (frame, [thing, all])
+    counts = (reduce_counts(counts) if reduce_counts else counts).clamp(min=1)
+    L = dict.fromkeys(("rpn_bce", "rpn_dice", "rank", "seg", "cls", "bce", "dice"), 0.0)
+    for i in range(2 * B):
+        (n_thing, n_all), t, (ki, gi) = counts[i // B], tg[i], matches[0][i]
+        bce, dice = mask_losses(rpn[i, ki], t["thing"][gi], t["valid"].expand(len(gi), -1, -1))
+        L["rpn_bce"], L["rpn_dice"] = L["rpn_bce"] + bce.sum() / n_thing, L["rpn_dice"] + dice.sum() / n_thing
+        for s in range(S):
+            for k, v in zip(("cls", "bce", "dice"), stage_losses(masks[s][i], cls[s][i], t, *matches[s][i], nt, kt)):
+                L[k] += v / n_all
+    for f in range(2):  # per-pixel CEs, over the labelled pixels of the frame's B images
+        fs = slice(f * B, (f + 1) * B)
+        rank = torch.stack([rank_target(tg[i], *matches[0][i]) for i in range(fs.start, fs.stop)])
+        label = torch.stack([tg[i]["label"] for i in range(fs.start, fs.stop)])
+        L["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / (rank >= 0).sum().clamp(min=1)
+        n_label = (label != 255).sum().clamp(min=1)
+        L["seg"] += F.cross_entropy(seg[fs], label, ignore_index=255, reduction="sum") / n_label
+    L["track"], L["track_aux"] = track_losses(out["embeds"].float(), tg, matches[S], B)
+    loss = (cfg.w_bce * (L["rpn_bce"] + L["bce"]) + cfg.w_dice * (L["rpn_dice"] + L["dice"]) + cfg.w_cls * L["cls"]
+            + cfg.w_rank * L["rank"] + cfg.w_seg * L["seg"] + cfg.w_track * L["track"]
+            + cfg.w_track_aux * L["track_aux"])
+    return loss, {k: v.detach() for k, v in L.items()}
+
+
+# -----------------------------------------------------------------------------
+# Inference: panoptic merge, tracker, video loop
+
+def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_thr=0.25, overlap_thr=0.6):
+    """(N, H, W) mask probs, (N, K) class probs -> segments (H, W) int64 (-1 void), kernel, label, score (S,) each.
+
+    K-Net's joint merge: thing candidates are the top-Nt (kernel, thing class) pairs, stuff kernel j is scored by
+    its class Kt + j. Each pixel goes to the arg-max of score x prob. A candidate is kept if it is stuff or scores
+    >= score_thr, and keeps >= overlap_thr of its (prob >= 0.5) area; pixels of rejected candidates stay void.
+    Segments are ordered by descending score (the decisions do not depend on the order)."""
+    nt, kt, dev = num_thing_kernels, num_thing_classes, probs.device
+    top_s, top_i = scores[:nt, :kt].flatten().topk(nt)
+    kernel = torch.cat([top_i // kt, torch.arange(nt, len(scores), device=dev)])
+    label = torch.cat([top_i % kt, torch.arange(kt, scores.shape[1], device=dev)])
+    score = torch.cat([top_s, scores[kernel[nt:], label[nt:]]])
+    best = (score[:, None, None] * probs[kernel]).argmax(0)  # (H, W) candidate index
+    area, orig = torch.bincount(best.flatten(), minlength=len(score)), (probs[kernel] >= 0.5).flatten(1).sum(1)
+    keep = (area > 0) & (orig > 0) & (area >= overlap_thr * orig) & ((label >= kt) | (score >= score_thr))
+    keep = keep.nonzero().squeeze(1)
+    keep = keep[score[keep].argsort(descending=True)]
+    rank = torch.full_like(label, -1)
+    rank[keep] = torch.arange(len(keep), device=dev)
+    return rank[best], kernel[keep], label[keep], score[keep]
+
+def box_iou(a, b):
+    """(P, 4), (Q, 4) boxes x0 y0 x1 y1 -> (P, Q) IoU."""
+    inter = (torch.min(a[:, None, 2:], b[None, :, 2:]) - torch.max(a[:, None, :2], b[None, :, :2])).clamp(min=0)
+    area_a, area_b = (a[:, 2:] - a[:, :2]).prod(1), (b[:, 2:] - b[:, :2]).prod(1)
+    return inter.prod(2) / (area_a[:, None] + area_b[None] - inter.prod(2)).clamp(min=1e-6)
+
+def mask_boxes(masks):
+    """(M, H, W) bool non-empty masks -> (M, 4) float boxes x0 y0 x1 y1 with exclusive ends."""
+    x, y = masks.any(1).float(), masks.any(2).float()  # (M, W), (M, H); argmax finds the first hit
+    W, H = x.shape[1], y.shape[1]
+    return torch.stack([x.argmax(1), y.argmax(1), W - x.flip(1).argmax(1), H - y.flip(1).argmax(1)], 1).float()
+
+class Tracker:
+    """QDTrack's bi-softmax tracker with a momentum memory (QuasiDenseEmbedTracker, R50 KITTI-STEP values)."""
+
+    def __init__(self, init_score_thr=0.35, obj_score_thr=0.3, match_score_thr=0.5, memo_momentum=0.8,
+                 memo_frames=5, nms_conf_thr=0.5, nms_backdrop_iou=0.3, nms_class_iou=0.7):
+        self.init_score_thr, self.obj_score_thr, self.match_score_thr = init_score_thr, obj_score_thr, match_score_thr
+        self.momentum, self.memo_frames, self.nms_conf_thr = memo_momentum, memo_frames, nms_conf_thr
+        self.nms_backdrop_iou, self.nms_class_iou = nms_backdrop_iou, nms_class_iou  # box NMS below / above obj thr
+        self.tracks = {}  # id -> (embedding (D,), label, last frame seen)
+        self.backdrops = []  # last frame's unmatched detections: [(embedding, label)]
+        self.frame = self.next_id = 0
+
+    def update(self, boxes, scores, labels, embeds):
+        """(M, 4) boxes, (M,) scores, (M,) int64 labels, (M, D) embeddings -> (M,) int64 ids in input order, -1 none."""
+        order = scores.detach().float().cpu().argsort(descending=True, stable=True)
+        b, s, l, e = (t.detach().cpu()[order] for t in (boxes.float(), scores.float(), labels, embeds.float()))
+        iou = box_iou(b, b).tril(-1)  # [i, j]: detection j scored higher than i
+        keep = ~(iou > torch.where(s < self.obj_score_thr, self.nms_backdrop_iou, self.nms_class_iou)[:, None]).any(1)
+        order, b, s, l, e, iou = order[keep], b[keep], s[keep], l[keep], e[keep], iou[keep][:, keep]
+        ids = torch.full((len(s),), -1, dtype=torch.long)
+        memo = [(k, v[0], v[1]) for k, v in self.tracks.items()] + [(-1, emb, lab) for emb, lab in self.backdrops]
+        if len(s) and memo:
+            memo_ids, memo_l = torch.tensor([m[0] for m in memo]), torch.tensor([m[2] for m in memo])
+            sim = e @ torch.stack([m[1] for m in memo]).T
+            score = (sim.softmax(1) + sim.softmax(0)) / 2 * (l[:, None] == memo_l[None])  # same class only
+            for i in range(len(s)):  # greedy, in score order
+                conf, j = score[i].max(0)
+                if conf > self.match_score_thr and memo_ids[j] > -1:
+                    if s[i] > self.obj_score_thr:
+                        ids[i] = memo_ids[j]
+                        score[:i, j] = score[i + 1:, j] = 0
+                    elif conf > self.nms_conf_thr:
+                        ids[i] = -2  # a low-score duplicate of a live track: suppressed
+        new = (ids == -1) & (s > self.init_score_thr)
+        ids[new] = torch.arange(self.next_id, self.next_id + int(new.sum()))
+        self.next_id += int(new.sum())
+        for i in (ids >= 0).nonzero().flatten().tolist():
+            old = self.tracks.get(int(ids[i]))
+            emb = e[i] if old is None else (1 - self.momentum) * old[0] + self.momentum * e[i]
+            self.tracks[int(ids[i])] = (emb, int(l[i]), self.frame)
+        back = [i for i in (ids == -1).nonzero().flatten().tolist() if not (iou[i] > self.nms_backdrop_iou).any()]
+        self.backdrops = [(e[i], int(l[i])) for i in back]
+        self.tracks = {k: v for k, v in self.tracks.items() if self.frame - v[2] < self.memo_frames}
+        self.frame += 1
+        return torch.full((len(scores),), -1, dtype=torch.long).index_put_((order,), ids.clamp(min=-1))
+
+@torch.no_grad()
+def predict_video(model, frames):
+    """Iterable of (3, H, W) float [0, 1] -> yields (semantic (H, W) int64 trainIds / 255, instance (H, W) int64).
+
+    Online, one frame at a time (the model is put in eval mode): pad to a multiple of 32 with the mean colour, run
+    the model with the previous frame's kernels to link to, merge, track the thing segments. Void and unassigned
+    pixels are 255 with instance 0; stuff has instance 0; thing instances are track id + 1, consistent over the
+    video, and 0 where the tracker gives no id (low score or suppressed)."""
+    model.eval()
+    raw = getattr(model, "module", model)  # DDP / torch.compile wrappers -> the VideoKNet
+    raw = getattr(raw, "_orig_mod", raw)
+    cfg, kt, prev = raw.cfg, len(raw.cfg.thing_classes), None
+    tracker = Tracker(cfg.init_score_thr, cfg.obj_score_thr, cfg.match_score_thr, cfg.memo_momentum)
+    for frame in frames:
+        if frame.dim() != 3 or frame.shape[0] != 3:
+            raise ValueError(f"predict_video: expected frames (3, H, W), got {tuple(frame.shape)}")
+        H, W = frame.shape[1:]
+        canvas = F.pad(frame - raw.pixel_mean, (0, -W % 32, 0, -H % 32)) + raw.pixel_mean  # pad: the mean colour
+        out = model(canvas[None], prev_kernels=prev)
+        prev = out["kernels"]
+        probs = F.interpolate(out["masks"][-1].float(), size=canvas.shape[1:], mode="bilinear",
+                              align_corners=False)[0, :, :H, :W].sigmoid()
+        seg, kernel, label, score = panoptic_merge(probs, out["cls"][-1][0].float().sigmoid(), cfg.num_thing_kernels,
+                                                   kt, cfg.score_thr, cfg.overlap_thr)
+        thing = (label < kt).nonzero().squeeze(1)  # segment indices of things
+        boxes = mask_boxes(seg[None] == thing[:, None, None])
+        ids = tracker.update(boxes, score[thing], label[thing], out["embeds"][0, kernel[thing]].float())
+        seg_id = torch.zeros(len(label) + 1, dtype=torch.long, device=seg.device)  # the last entry is void
+        seg_id[thing] = (ids + 1).to(seg.device)  # no id (-1) -> 0
+        seg_cls = torch.cat([raw.model_to_train[label], torch.tensor([255], device=seg.device)])
+        yield seg_cls[seg], seg_id[seg]  # seg == -1 picks the void entry
+
+
+# -----------------------------------------------------------------------------
+# Loading weights
+
+def load_backbone_weights(model, state_dict):
+    """torchvision ResNet-50 state_dict (fc.* ignored) -> loads model.backbone strictly; ValueError on a mismatch."""
+    try:
+        model.backbone.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("fc.")})
+    except RuntimeError as e:  # lists the missing / unexpected keys and the shape mismatches
+        raise ValueError(f"load_backbone_weights: not a torchvision ResNet-50 state_dict matching backbone_width / "
+                         f"backbone_depth: {e}") from None
+
+MMDET_RENAMES = [  # (regex, replacement), applied in order to the authors' mmdet key names (reference section 1.7)
+    (r"^module\.", ""),
+    (r"^(neck\.(lateral|fpn)_convs\.\d+)\.conv\.", r"\1."),  # mmcv ConvModule without a norm: drop ".conv"
+    (r"^rpn_head\.localization_fpn\.", "semantic_fpn."), (r"^rpn_head\.", "kernel_head."),
+    (r"^roi_head\.mask_head\.", "stages."), (r"\.feat_transform\.conv\.", ".feat_transform."),
+    (r"\.attn\.", "."),  # mmcv MultiheadAttention wraps nn.MultiheadAttention as .attn
+    (r"ffn\.layers\.0\.0\.", "ffn.0."), (r"ffn\.layers\.1\.", "ffn.2."),  # mmcv FFN (ffn and link_ffn)
+    (r"^track_head\.fcs\.(\d)\.", lambda m: f"track_head.{2 * int(m[1])}."),  # QDTrack head: fcs, fc_embed
+    (r"^track_head\.fc_embed\.", "track_head.4."),
+]
+
+def load_mmdet_checkpoint(model, state_dict):
+    """mmdet K-Net / Video K-Net state_dict (or a checkpoint with "state_dict") -> {"loaded": keys, "skipped": keys}.
+
+    Renames the authors' keys with MMDET_RENAMES and loads every key whose new name and shape match ours; the rest
+    is skipped and listed (e.g. the link / embedding modules, absent from the K-Net Cityscapes-STEP weights, keep
+    their initialisation). The class order inside the model (things first) is the original's."""
+    own, new, loaded, skipped = model.state_dict(), {}, [], []
+    for key, value in state_dict.get("state_dict", state_dict).items():
+        name = key
+        for pattern, repl in MMDET_RENAMES:
+            name = re.sub(pattern, repl, name)
+        ok = name in own and tuple(own[name].shape) == tuple(value.shape)
+        (loaded if ok else skipped).append(key)
+        if ok:
+            new[name] = value
+    model.load_state_dict(new, strict=False)
+    return {"loaded": loaded, "skipped": skipped}
