@@ -267,8 +267,8 @@ def synthetic_video(seed, num_frames=16, height=96, width=288, num_objects=6, sp
     road = (np.abs(cols - pano_w / 2) < (0.15 + 0.55 * edge) * pano_w) & (rows > horizon)
     bg = np.where(road, 0, bg)
     bg = np.where((rows > horizon) & (edge < 0.12) & ~road, 9, bg)
-    for x in rng.integers(0, pano_w, size=max(1, pano_w // 80)):  # poles with a sign on some
-        bg[horizon - H // 5:horizon + H // 12, x:x + max(1, W // 150)] = 5
+    for x in rng.integers(0, pano_w, size=max(1, pano_w // 80)):  # poles (4 px at width 288), a sign on some
+        bg[horizon - H // 5:horizon + H // 12, x:x + max(2, W // 72)] = 5
         if rng.random() < 0.5:
             bg[horizon - H // 5:horizon - H // 8, x - W // 80:x + W // 80] = 7
     # Objects: class, size, lane row (bottom y), start x, speed, colour.

@@ -232,6 +232,14 @@ def main(args):
             "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
             "step": step, "best": best})
 
+    loss_kw = {}
+    if ddp and args.model == "video_knet":  # set-loss normalisers: the mean mask count over all processes
+        def mean_over_ranks(x):
+            x = x.clone()
+            torch.distributed.all_reduce(x)
+            return x / world
+        loss_kw["reduce_counts"] = mean_over_ranks
+
     # ------------------------------------------------------------------ training loop
     generator = torch.Generator(device).manual_seed(args.seed * 1000 + rank + step)
     log = open(out_dir / "log.jsonl", "a") if master else None
@@ -245,7 +253,7 @@ def main(args):
         for g in optimizer.param_groups:
             g["lr"] = lr * g["lr_mult"]
         with autocast:
-            loss, logs = module.compute_loss(model, images, semantic, instance, generator=generator)
+            loss, logs = module.compute_loss(model, images, semantic, instance, generator=generator, **loss_kw)
         if not torch.isfinite(loss):  # a host sync per step; cheap next to a step, and it keeps NaN out of weights
             bad += 1
             tqdm.write(f"step {step}: non-finite loss {loss.item()}, step skipped ({bad} in a row)")
@@ -287,7 +295,15 @@ def main(args):
                 torch.distributed.barrier()
             t0 = time.time()
     bar.close()
-    if ddp:
+    if ddp:  # cheap end-of-run check that DDP kept every replica identical
+        diff = torch.zeros((), device=device)
+        for p in raw_model.parameters():
+            p0 = p.detach().clone()
+            torch.distributed.broadcast(p0, 0)
+            diff = torch.maximum(diff, (p.detach() - p0).abs().max())
+        torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+        if master:
+            print(f"ddp: max parameter difference from rank 0 over {world} ranks: {diff.item():.3g}")
         torch.distributed.destroy_process_group()
     return out_dir / "ckpt.pt"
 

@@ -91,3 +91,22 @@ def test_bad_flags_are_clear(tmp_path):
         train.main(train.parse_args(["--out_dir", str(tmp_path), "--resume"] + FAST))
     with pytest.raises(FileNotFoundError, match="not found"):
         infer.load_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("model", ["pix2seq_d", "video_knet"])
+def test_ddp_two_processes_gloo(tmp_path, model):
+    """torchrun with 2 CPU processes (gloo): 2 steps, one checkpoint, parameters identical on both ranks."""
+    import os
+    import subprocess
+    import sys
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+           "--model", model, "--device", "cpu", "--out_dir", str(out)] + FAST
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "device cpu x2" in r.stdout and r.stdout.count("eval step 2") == 1  # rank 0 logs and evaluates
+    assert "ddp: max parameter difference from rank 0 over 2 ranks: 0" in r.stdout
+    ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 2 and list(out.glob("*.pt")) == [out / "ckpt.pt"]
