@@ -66,43 +66,42 @@ def predict_sequence(model, name, seq, device, autocast=nullcontext(), max_frame
 
 def evaluate(model, name, sequences, device, autocast=nullcontext(), max_frames=0, out=None, gifs=False,
              convention="official", progress=True, **kw):
-    """Model + labelled [Sequence] -> metrics.result() dict; optionally writes PNGs and GIFs under out."""
+    """Model + [Sequence] -> metrics.result() dict (None without labels); optionally writes PNGs and GIFs to out."""
     scorer = metrics.VideoPanopticMetrics(data.NUM_CLASSES, data.THING_CLASSES, data.IGNORE_LABEL,
                                           convention=convention)
     labelled = all(s.labels is not None for s in sequences)
     total = sum(len(s) if max_frames <= 0 else min(max_frames, len(s)) for s in sequences)
     bar = tqdm(total=total, desc="predict", unit="frame", disable=not progress, leave=False)
     for seq in sequences:
-        shown = []
+        views = {}  # view name -> [PIL frames], downscaled as they come, so memory stays small
         for i, sem, inst in predict_sequence(model, name, seq, device, autocast, max_frames, **kw):
             if out is not None:
                 data.write_panoptic_png(Path(out) / seq.name / f"{i:06d}.png", sem, inst)
             if labelled:
                 scorer.update(seq.name, *seq.label(i, sem.shape), sem, inst)
-            if gifs and len(shown) < 200:
-                shown.append((seq.image(i), sem, inst))
+            if gifs and i < GIF_FRAMES:
+                for view, im in gif_views(seq.image(i), sem, inst).items():
+                    views.setdefault(view, []).append(im)
             bar.update()
-        if gifs and shown:
-            write_gifs(Path(out) / "gifs", seq.name, shown)
+        for view, ims in views.items():
+            (Path(out) / "gifs").mkdir(parents=True, exist_ok=True)
+            ims[0].save(Path(out) / "gifs" / f"{seq.name}_{view}.gif", save_all=True, append_images=ims[1:],
+                        duration=125, loop=0)  # 8 frames/s
     bar.close()
     return scorer.result() if labelled else None
 
 
-def write_gifs(folder, name, frames, width=600, fps=8):
-    """[(image uint8 (H, W, 3), semantic, instance)] -> five GIFs: input, semantic, instance, panoptic, overlay."""
-    folder.mkdir(parents=True, exist_ok=True)
-    views = {
-        "input": lambda im, s, i: im,
-        "semantic": lambda im, s, i: data.colorize_semantic(s),
-        "instance": lambda im, s, i: data.colorize_instance(s, i),
-        "panoptic": lambda im, s, i: data.colorize_panoptic(s, i),
-        "overlay": lambda im, s, i: (0.5 * im + 0.5 * data.colorize_panoptic(s, i)).astype(np.uint8),
-    }
-    h, w = frames[0][0].shape[:2]
-    size = (min(width, w), max(1, round(h * min(width, w) / w)))
-    for view, fn in views.items():
-        ims = [Image.fromarray(fn(*f)).resize(size, Image.NEAREST) for f in frames]
-        ims[0].save(folder / f"{name}_{view}.gif", save_all=True, append_images=ims[1:], duration=1000 // fps, loop=0)
+GIF_FRAMES, GIF_WIDTH = 100, 600
+
+
+def gif_views(image, sem, inst):
+    """uint8 (H, W, 3) image, (H, W) semantic and instance -> {view: PIL image at most GIF_WIDTH wide}."""
+    pan = data.colorize_panoptic(sem, inst)
+    views = {"input": image, "semantic": data.colorize_semantic(sem), "instance": data.colorize_instance(sem, inst),
+             "panoptic": pan, "overlay": (0.5 * image + 0.5 * pan).astype(np.uint8)}
+    h, w = sem.shape
+    size = (min(GIF_WIDTH, w), max(1, round(h * min(GIF_WIDTH, w) / w)))
+    return {k: Image.fromarray(v).resize(size, Image.NEAREST) for k, v in views.items()}
 
 
 def format_scores(r):

@@ -232,6 +232,11 @@ def main(args):
             "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
             "step": step, "best": best})
 
+    if ema_model is not None:  # state_dict tensors share storage with the modules: pair them once
+        pairs = list(zip(ema_model.state_dict().values(), raw_model.state_dict().values()))
+        ema_float = [e for e, _ in pairs if e.is_floating_point()]
+        raw_float = [r for e, r in pairs if e.is_floating_point()]
+        ema_int = [(e, r) for e, r in pairs if not e.is_floating_point()]
     loss_kw = {}
     if ddp and args.model == "video_knet":  # set-loss normalisers: the mean mask count over all processes
         def mean_over_ranks(x):
@@ -266,11 +271,12 @@ def main(args):
         gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ema_model is not None:
+        if ema_model is not None:  # ema <- ema + (1 - decay) (raw - ema) on floats, a copy of integer buffers
             decay = min(args.ema, (1 + step) / (10 + step))  # short warm-up of the average
             with torch.no_grad():
-                for e, p in zip(ema_model.state_dict().values(), raw_model.state_dict().values()):
-                    e.copy_(e * decay + p.detach() * (1 - decay)) if e.is_floating_point() else e.copy_(p)
+                torch._foreach_lerp_(ema_float, raw_float, 1 - decay)
+                for e, r in ema_int:
+                    e.copy_(r)
         step += 1
         bar.update()
         for k, v in {"loss": loss.detach(), "grad_norm": gnorm, **logs}.items():

@@ -41,6 +41,13 @@ def test_train_resume_infer_metrics(tmp_path, model, capsys):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
 
+    # --init_from starts a new run from those weights (every key matched), at step 0
+    capsys.readouterr()
+    train.main(train.parse_args(["--model", model, "--out_dir", str(tmp_path / "init"), "--init_from",
+                                 str(out / "ckpt.pt")] + FAST + ["--max_iters", "1"]))
+    assert "0 missing, 0 unexpected keys" in capsys.readouterr().out
+    assert torch.load(tmp_path / "init" / "ckpt.pt", weights_only=True)["step"] == 1
+
     # infer writes KITTI-STEP PNGs that metrics.py's CLI reads back, five GIFs, and the same scores
     pred = tmp_path / "pred"
     result = infer.main(infer.parse_args(["--ckpt", str(out / "ckpt.pt"), "--out", str(pred), "--max_frames", "3"]))

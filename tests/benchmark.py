@@ -1,0 +1,307 @@
+"""Benchmark training and inference speed of Pix2Seq-D and Video K-Net: one table for BENCHMARKS.md (issue #7).
+
+    python tests/benchmark.py                                 # CPU: tiny presets, crop 64x192, batch 8, eager fp32
+    python tests/benchmark.py --device cuda --markdown        # GPU: tiny + paper presets, eager fp32 vs bf16 + compile
+    OMP_NUM_THREADS=1 python tests/benchmark.py --iters 3 --warmup 1 --infer_frames 3   # a quick smoke run
+
+Per model, preset and mode:
+  training   forward (compute_loss) + backward + AdamW step on one fixed synthetic batch already on the device: B clips
+             of T frames (T = 1 + num_cond_frames for Pix2Seq-D, 2 for Video K-Net) cut from data.synthetic_video
+             at the crop size. ms/step is the mean over --iters steps after --warmup untimed ones (CUDA synchronised
+             at both ends). frames/s counts all B * T frames of the clips (Pix2Seq-D's network sees only the last
+             frame of each clip; the earlier ones enter as ground-truth masks and the frame difference); clips/s
+             = B per step. Not timed: data loading, grad clipping, EMA and the finite-loss check of train.py.
+  memory     CUDA: torch.cuda.max_memory_allocated over the training steps. CPU: peak resident set size of the
+             process (VmHWM, reset per row via /proc/self/clear_refs; else resource.getrusage's ru_maxrss, which
+             is the process peak so far), marked "RSS".
+  FLOPs      torch.utils.flop_counter on one eager fp32 training step (forward + backward): matmuls, convolutions,
+             attention (the CPU attention kernel is added below); elementwise ops are not counted. MFU = FLOPs /
+             step time / --peak_tflops (default 989, H100 SXM bf16 dense, on CUDA; '-' on CPU unless given).
+  inference  frames/s of predict_video over a stream of --infer_frames synthetic frames at the KITTI-STEP size
+             (tiny: 96x288, paper: 375x1242) after one untimed pass (if --warmup > 0), each output copied to the
+             host (as infer.py). Pix2Seq-D at 20 and 5 DDIM steps; Video K-Net with its tracker. Weights: the initial
+             (untrained) ones, so Video K-Net's merge and tracker see a random model's number of segments.
+Modes: eager = fp32 (TF32 off); bf16 = bf16 autocast, eager; compile = bf16 autocast + torch.compile of the network
+(TF32 on, as train.py's system block). Losses, matching and the sampler loop stay eager. bf16 / compile need CUDA.
+"""
+import argparse
+import copy
+import gc
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import time
+import types
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.utils.flop_counter as fc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the repository root
+import data  # noqa: E402
+from infer import MODELS, build_model  # noqa: E402
+
+MODES = {"eager": ("eager fp32", False, False), "bf16": ("eager bf16", True, False),  # name -> (label, bf16, compile)
+         "compile": ("bf16+compile", True, True)}
+DEFAULTS = {  # per preset: training crop, clips per step, inference frame size (the train.py recipes, KITTI-STEP)
+    "tiny": dict(crop=(64, 192), batch={"pix2seq_d": 8, "video_knet": 8}, infer=(96, 288)),
+    "paper": dict(crop=(384, 1248), batch={"pix2seq_d": 8, "video_knet": 2}, infer=(375, 1242)),
+}
+H100_BF16_TFLOPS = 989.0  # H100 SXM dense bf16 peak
+aten = torch.ops.aten
+CPU_SDPA_FLOPS = {  # flop_counter knows the CUDA attention kernels, not the one SDPA uses on CPU
+    aten._scaled_dot_product_flash_attention_for_cpu:
+        lambda q, k, v, *a, out_shape=None, **kw: fc.sdpa_flop_count(q, k, v),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        lambda g, q, k, v, *a, out_shape=None, **kw: fc.sdpa_backward_flop_count(g, q, k, v),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--models", default="pix2seq_d,video_knet", help="comma-separated")
+    p.add_argument("--presets", help="comma-separated tiny / paper (default: tiny on CPU, tiny,paper on CUDA)")
+    p.add_argument("--crop", help="training crop HxW for every row (default: tiny 64x192, paper 384x1248)")
+    p.add_argument("--infer_size", help="inference frame HxW for every row (default: tiny 96x288, paper 375x1242)")
+    p.add_argument("--batch_size", type=int, help="clips per step for every row (default: tiny 8, paper 8 / 2)")
+    p.add_argument("--iters", type=int, default=10, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first (and one inference pass)")
+    p.add_argument("--infer_frames", type=int, default=8, help="frames in the timed inference stream (0 = skip)")
+    p.add_argument("--modes", help="comma-separated eager, bf16, compile (default: eager on CPU, eager,compile on "
+                   "CUDA)")
+    p.add_argument("--peak_tflops", type=float, help="peak for MFU (default: 989 on CUDA, none on CPU)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--markdown", action="store_true", help="print a markdown table (default: aligned text)")
+    args = p.parse_args(argv)
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
+    args.models = args.models.split(",")
+    args.presets = (args.presets or ("tiny,paper" if cuda else "tiny")).split(",")
+    args.modes = (args.modes or ("eager,compile" if cuda else "eager")).split(",")
+    for flag, given, known in (("models", args.models, MODELS), ("presets", args.presets, DEFAULTS),
+                               ("modes", args.modes, MODES)):
+        if set(given) - set(known):
+            p.error(f"--{flag}: unknown {sorted(set(given) - set(known))}; choose from {sorted(known)}")
+    if not cuda and set(args.modes) != {"eager"}:
+        p.error("--modes bf16 / compile need --device cuda (CPU runs eager fp32, as train.py)")
+    if "compile" in args.modes and args.warmup < 1:
+        p.error("--modes compile needs --warmup >= 1 (the first step compiles)")
+    if args.iters < 1 or (args.batch_size is not None and args.batch_size < 1) or args.infer_frames < 0:
+        p.error("--iters and --batch_size must be >= 1, --infer_frames >= 0")
+    for k in ("crop", "infer_size"):
+        v = getattr(args, k)
+        if v is not None:
+            m = re.fullmatch(r"(\d+)x(\d+)", v.lower())
+            if not m:
+                p.error(f"--{k} must be HxW, e.g. 384x1248, got {v!r}")
+            setattr(args, k, (int(m[1]), int(m[2])))
+    args.peak_tflops = args.peak_tflops or (H100_BF16_TFLOPS if cuda else None)
+    return args
+
+
+# -----------------------------------------------------------------------------
+# Inputs, memory, system facts
+
+def make_clips(B, T, H, W, device, seed=0):
+    """-> images (B, T, 3, H, W) float in [0, 1], semantic (0..18, 255 void) and instance (B, T, H, W) int64."""
+    vids = [data.synthetic_video(seed + b, num_frames=T, height=H, width=W, num_objects=8) for b in range(B)]
+    images = torch.stack([torch.from_numpy(v[0]) for v in vids]).permute(0, 1, 4, 2, 3).float() / 255
+    semantic, instance = (torch.stack([torch.from_numpy(v[k]) for v in vids]) for k in (1, 2))
+    return images.to(device), semantic.to(device), instance.to(device)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak RSS
+        except OSError:
+            pass
+
+
+def peak_memory(device):
+    """-> e.g. '12.3 GiB' (CUDA allocated) or '0.81 GiB RSS' (CPU process peak)."""
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    try:
+        kib = int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())[1])
+    except (OSError, TypeError):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; the process peak so far
+    return f"{kib / 2**20:.2f} GiB RSS"
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    info = Path("/proc/cpuinfo")
+    cpu = re.search(r"model name\s*:\s*(.+)", info.read_text()) if info.exists() else None
+    return f"{cpu[1] if cpu else 'CPU'}, {torch.get_num_threads()} threads"
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1]).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+# -----------------------------------------------------------------------------
+# Training step, FLOPs, inference
+
+def train_step(module, model, optimizer, batch, autocast, generator):
+    with autocast:
+        loss, _ = module.compute_loss(model, *batch, generator=generator)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def count_flops(module, raw, batch, generator):
+    """One eager fp32 forward + backward of compute_loss -> FLOPs counted by torch.utils.flop_counter."""
+    raw.train()
+    with fc.FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as counter:
+        loss, _ = module.compute_loss(raw, *batch, generator=generator)
+        loss.backward()
+    raw.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def time_training(module, model, raw, batch, device, autocast, args):
+    """-> (ms per step, peak memory string) of --iters steps after --warmup, with a fresh AdamW."""
+    optimizer = torch.optim.AdamW(raw.parameters(), lr=1e-4, weight_decay=0.05, fused=device.type == "cuda")
+    generator = torch.Generator(device).manual_seed(args.seed)
+    raw.train()
+    reset_peak_memory(device)
+    for _ in range(args.warmup):
+        train_step(module, model, optimizer, batch, autocast, generator)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(args.iters):
+        train_step(module, model, optimizer, batch, autocast, generator)
+    sync(device)
+    return (time.perf_counter() - t0) * 1000 / args.iters, peak_memory(device)
+
+
+def inference_net(name, raw, compiled):
+    """The network predict_video is given. Pix2Seq-D's sampler calls model.encode / model.denoise, which a compiled
+    module does not compile (only its forward), so those two bound methods are compiled and passed with cfg."""
+    if not compiled:
+        return raw
+    if name == "pix2seq_d":
+        return types.SimpleNamespace(cfg=raw.cfg, encode=torch.compile(raw.encode, dynamic=False),
+                                     denoise=torch.compile(raw.denoise, dynamic=False))
+    return torch.compile(raw, dynamic=False)  # Video K-Net: two graphs, first frame (no kernels to link) and later
+
+
+def infer_fps(name, net, frames, device, autocast, warmup, seed, **kw):
+    """-> frames/s of predict_video over frames (list of (3, H, W) on device); one untimed pass first if warmup."""
+    def one_pass():
+        extra = dict(generator=torch.Generator(device).manual_seed(seed)) if name == "pix2seq_d" else {}
+        with autocast:
+            for sem, ins in MODELS[name][2].predict_video(net, iter(frames), **kw, **extra):
+                sem.cpu(), ins.cpu()  # as infer.py: each frame's output goes to the host
+
+    if warmup:
+        one_pass()
+    sync(device)
+    t0 = time.perf_counter()
+    one_pass()
+    sync(device)
+    return len(frames) / (time.perf_counter() - t0)
+
+
+# -----------------------------------------------------------------------------
+
+COLUMNS = ["model", "preset", "mode", "crop", "batch", "train ms/step", "train clips/s", "train frames/s", "peak mem",
+           "GFLOP/step", "MFU", "infer frames/s (20 steps)", "infer frames/s (5 steps / tracking)"]
+
+
+def benchmark_rows(name, preset, args, device):
+    """One model and preset -> a table row (list of strings, COLUMNS) per mode; each row also goes to stderr."""
+    module, d = MODELS[name][2], DEFAULTS[preset]
+    (H, W), B, (Hi, Wi) = args.crop or d["crop"], args.batch_size or d["batch"][name], args.infer_size or d["infer"]
+    raw, cfg = build_model(name, dict(module.PRESETS[preset]))
+    raw.to(device)
+    T = 1 + cfg.num_cond_frames if name == "pix2seq_d" else 2
+    batch = make_clips(B, T, H, W, device, args.seed)
+    video = data.synthetic_video(args.seed + 1000, num_frames=max(args.infer_frames, 1), height=Hi, width=Wi)[0]
+    frames = [torch.from_numpy(f).to(device).permute(2, 0, 1).float() / 255 for f in video[:args.infer_frames]]
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    flops = count_flops(module, raw, batch, torch.Generator(device).manual_seed(args.seed))
+    init = copy.deepcopy(raw.state_dict())  # every mode trains and infers from the same weights
+    rows = []
+    for mode in args.modes:
+        label, bf16, compiled = MODES[mode]
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bf16
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+        raw.load_state_dict(init)
+        torch._dynamo.reset()  # no graphs or automatic-dynamic shapes carried over from other rows
+        model = torch.compile(raw, dynamic=False) if compiled else raw
+        ms, mem = time_training(module, model, raw, batch, device, autocast, args)
+        raw.load_state_dict(init)
+        raw.eval()
+        torch._dynamo.reset()
+        net = inference_net(name, raw, compiled)
+        fps = ["-", "-"]
+        if frames and name == "pix2seq_d":
+            fps = [f"{infer_fps(name, net, frames, device, autocast, args.warmup, args.seed, steps=s):.2f}"
+                   for s in (20, 5)]
+        elif frames:
+            fps[1] = f"{infer_fps(name, net, frames, device, autocast, args.warmup, args.seed):.2f}"
+        mfu = f"{100 * flops / (ms / 1e3) / (args.peak_tflops * 1e12):.1f}%" if args.peak_tflops else "-"
+        rows.append([name, preset, label, f"{H}x{W}", f"{B}x{T}", f"{ms:.1f}", f"{B / ms * 1e3:.2f}",
+                     f"{B * T / ms * 1e3:.2f}", mem, f"{flops / 1e9:.1f}", mfu, *fps])
+        print("done: " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+    del raw, model, net, batch, frames
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+def format_table(rows, markdown):
+    """Rows of strings -> a markdown table or aligned text, columns padded to their widest cell."""
+    width = [max(len(r[i]) for r in [COLUMNS] + rows) for i in range(len(COLUMNS))]
+    line = lambda r: [c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, width))]  # noqa: E731
+    if not markdown:
+        return "\n".join("  ".join(line(r)) for r in [COLUMNS] + rows)
+    rule = [("-" * (w - 1) + ":") if i >= 5 else "-" * w for i, w in enumerate(width)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [line(COLUMNS), rule] + [line(r) for r in rows])
+
+
+def main(args):
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rows = []
+    for name in args.models:
+        for preset in args.presets:
+            rows += benchmark_rows(name, preset, args, device)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    print(f"command: {'`' + command + '`' if args.markdown else command}")
+    print(f"device: {device_name(device)} | torch {torch.__version__} | git {git_commit()}")
+    print(f"training: {args.iters} steps after {args.warmup} warmup, fixed synthetic batch on the device; batch = "
+          f"clips x frames; peak mem: {'max_memory_allocated' if device.type == 'cuda' else 'process peak RSS'}")
+    print(f"MFU: eager fp32 FLOPs of one step / step time / "
+          f"{f'{args.peak_tflops:g} TFLOP/s' if args.peak_tflops else '(no --peak_tflops: not computed)'}; "
+          f"inference: {args.infer_frames} frames, predict_video, outputs to host\n")
+    print(format_table(rows, args.markdown))
+    return rows
+
+
+if __name__ == "__main__":
+    main(parse_args())
