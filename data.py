@@ -157,6 +157,8 @@ def _group(images, labels, split, labelled):
 
 def kitti_step_layout(root):
     """Root dir -> "official" or "videoknet"; DataError saying what is there otherwise."""
+    if root is None:
+        raise DataError("KITTI-STEP needs a root directory (--root DIR)")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"KITTI-STEP root {root} does not exist or is not a directory")
@@ -193,6 +195,8 @@ def kitti_step_sequences(root, split):
 
 def cityscapes_sequences(root, split):
     """Cityscapes root and split -> [Sequence] of one frame each, labels mapped to KITTI-STEP's label space."""
+    if root is None:
+        raise DataError("Cityscapes needs a root directory (--root DIR)")
     root = Path(root)
     image_dir = root / "leftImg8bit" / split
     if not image_dir.is_dir():
@@ -355,7 +359,8 @@ def augment_clip(images, semantic, instance, crop, scale=(0.5, 2.0), flip=True, 
     """Clip (T, 3, H, W) float, (T, H, W) int64 x2 -> the same at crop (h, w): one scale/crop/flip for all frames.
 
     Random scale r ~ U(scale) of the input size (images bilinear, labels nearest), a random crop (images padded
-    with pad_value, labels with 255 where the scaled frame is smaller), and a horizontal flip with p = 0.5.
+    with pad_value, a number or an RGB triple, labels with 255 where the scaled frame is smaller), and a
+    horizontal flip with p = 0.5.
     """
     rng = rng or np.random.default_rng()
     T, _, H, W = images.shape
@@ -368,8 +373,10 @@ def augment_clip(images, semantic, instance, crop, scale=(0.5, 2.0), flip=True, 
         semantic, instance = labels[:, 0], labels[:, 1]
     ch, cw = crop
     ph, pw = max(ch - h, 0), max(cw - w, 0)
-    if ph or pw:
-        images = F.pad(images, (0, pw, 0, ph), value=pad_value)
+    if ph or pw:  # pad_value: a number or one per channel, what the model pads with at inference
+        canvas = images.new_tensor(pad_value).reshape(1, -1, 1, 1).expand(T, 3, h + ph, w + pw).clone()
+        canvas[..., :h, :w] = images
+        images = canvas
         semantic = F.pad(semantic, (0, pw, 0, ph), value=IGNORE_LABEL)
         instance = F.pad(instance, (0, pw, 0, ph), value=0)
     y, x = int(rng.integers(0, h + ph - ch + 1)), int(rng.integers(0, w + pw - cw + 1))
@@ -392,7 +399,8 @@ class ClipDataset(torch.utils.data.Dataset):
                  pad_value=0.0):
         if mode not in ("consecutive", "pair"):
             raise ValueError(f"unknown clip mode {mode!r}: consecutive or pair")
-        self.sequences, self.mode, self.clip_len = sequences, mode, clip_len if mode == "consecutive" else 2
+        self.sequences, self.mode = sequences, mode
+        self.clip_len = clip_len if mode == "consecutive" else 2
         self.crop, self.scale, self.flip, self.pad_value = tuple(crop), tuple(scale), flip, pad_value
         first = lambda n: min(self.clip_len - 1, n - 1) if mode == "consecutive" else 0
         self.index = [(s, t) for s, seq in enumerate(sequences) for t in range(first(len(seq)), len(seq))]
@@ -412,7 +420,9 @@ class ClipDataset(torch.utils.data.Dataset):
         return [t, min(max(ref, 0), n - 1)]
 
     def __getitem__(self, i):
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))  # DataLoader seeds torch per worker
+        """Index, or (index, seed) for reproducible draws (e.g. (i, [seed, epoch, i])), -> one augmented clip."""
+        i, seed = i if isinstance(i, tuple) else (i, int(torch.randint(0, 2**62, (1,))))  # torch: seeded per worker
+        rng = np.random.default_rng(seed)
         s, t = self.index[i]
         seq = self.sequences[s]
         images, semantic, instance = [], [], []
@@ -463,6 +473,8 @@ def load_sequences(dataset, root=None, split="train", **synthetic_kw):
     if dataset == "cityscapes":
         return cityscapes_sequences(root, split)
     if dataset == "synthetic":  # train, val and test use disjoint seeds, so val is held out
+        if split not in SYNTHETIC_VIDEOS:
+            raise ValueError(f"synthetic split {split!r}: train, val or test")
         kw = {**SYNTHETIC_DEFAULTS, "num_videos": SYNTHETIC_VIDEOS[split], **synthetic_kw}
         return synthetic_sequences(seed={"train": 0, "val": 100_000, "test": 200_000}[split], **kw)
     raise ValueError(f"unknown dataset {dataset!r}: kitti_step, cityscapes or synthetic")

@@ -129,7 +129,10 @@ def parse_args(argv=None):
     p.add_argument("--td", type=float, default=None, help="Pix2Seq-D: DDIM time difference in steps")
     p.add_argument("--seed", type=int, default=0, help="Pix2Seq-D: sampling noise seed")
     p.add_argument("--convention", default="official", choices=["official", "videoknet"], help="see metrics.py")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.dataset != "synthetic" and not args.root:
+        p.error(f"--dataset {args.dataset} needs --root")
+    return args
 
 
 def main(args):

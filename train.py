@@ -20,6 +20,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ RECIPES = {
                                  crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=500),
 }
 BACKBONE_LR_MULT = {"pix2seq_d": 1.0, "video_knet": 0.25}
+PAD_VALUE = {"pix2seq_d": 0.3, "video_knet": (0.485, 0.456, 0.406)}  # what each predict_video pads images with
 
 
 def parse_args(argv=None):
@@ -75,6 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt")
     p.add_argument("--init_from", help="checkpoint to start from (e.g. Cityscapes pre-training); weights only")
     p.add_argument("--backbone_weights", help="torchvision ResNet-50 state_dict file (ImageNet)")
+    p.add_argument("--freeze_bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="freeze backbone BN statistics and the stem + layer1 (Video K-Net's mmdet recipe; default: on "
+                        "for video_knet with --backbone_weights or --init_from)")
     p.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -82,10 +87,19 @@ def parse_args(argv=None):
     for k, v in RECIPES[(args.model, args.preset)].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    args.crop = tuple(int(x) for x in str(args.crop).lower().split("x"))
-    args.scale = tuple(float(x) for x in str(args.scale).split(","))
+    try:
+        args.crop = tuple(int(x) for x in str(args.crop).lower().split("x"))
+        args.scale = tuple(float(x) for x in str(args.scale).split(","))
+    except ValueError:
+        p.error(f"--crop must be HxW and --scale lo,hi; got {args.crop!r} and {args.scale!r}")
+    if len(args.crop) != 2 or min(args.crop) <= 0 or args.crop[0] % 32 or args.crop[1] % 32:
+        p.error(f"--crop {args.crop}: need HxW, both multiples of 32 (the models' strides)")
+    if len(args.scale) != 2 or not 0 < args.scale[0] <= args.scale[1]:
+        p.error(f"--scale {args.scale}: need lo,hi with 0 < lo <= hi")
     if args.dataset != "synthetic" and not args.root:
         p.error(f"--dataset {args.dataset} needs --root")
+    if args.freeze_bn is None:
+        args.freeze_bn = args.model == "video_knet" and bool(args.backbone_weights or args.init_from)
     return args
 
 
@@ -119,9 +133,9 @@ def git_sha():
 def main(args):
     # ------------------------------------------------------------------ system: device, DDP, precision, compile
     ddp = int(os.environ.get("RANK", -1)) != -1
-    if ddp:
+    if ddp:  # a long rank-0 evaluation must not trip the collective timeout of the waiting ranks
         backend = "nccl" if args.device.startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group(backend, timeout=timedelta(hours=2))
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         if args.device.startswith("cuda"):
             args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
@@ -133,7 +147,7 @@ def main(args):
     cuda = device.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-    torch.manual_seed(args.seed + rank)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
     if args.batch_size % world:
         raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {world} processes")
 
@@ -142,6 +156,7 @@ def main(args):
     config = dict(module.PRESETS[args.preset])
     if args.model == "pix2seq_d":
         config.update({k: getattr(args, k) for k in ("cond", "num_cond_frames") if getattr(args, k) is not None})
+        config["thing_classes"] = data.THING_CLASSES  # ids only on person / car at inference (KITTI-STEP things)
         if args.dataset == "cityscapes":
             config["frame_dropout"] = 1.0  # single images: an image model (all-void history), as the paper's stage 1
     raw_model, cfg = build_model(args.model, config)
@@ -149,33 +164,47 @@ def main(args):
         module.load_backbone_weights(raw_model, torch.load(args.backbone_weights, map_location="cpu",
                                                            weights_only=True))
     if args.init_from:
-        init = torch.load(args.init_from, map_location="cpu", weights_only=True)
+        try:
+            init = torch.load(args.init_from, map_location="cpu", weights_only=True)
+        except Exception as e:  # e.g. an mmdet checkpoint whose meta holds arbitrary Python objects
+            raise ValueError(f"--init_from {args.init_from}: not loadable with weights_only=True ({e}). If you trust "
+                             "the file, save its state_dict alone: torch.save(torch.load(f, weights_only=False)"
+                             "['state_dict'], 'weights.pth')") from None
         if args.model == "video_knet" and "model" not in init:  # an mmdet K-Net checkpoint
             module.load_mmdet_checkpoint(raw_model, init.get("state_dict", init))
         else:
             missing, unexpected = raw_model.load_state_dict(init.get("ema") or init["model"], strict=False)
             if master:
                 print(f"init from {args.init_from}: {len(missing)} missing, {len(unexpected)} unexpected keys")
+    if args.freeze_bn:  # mmdet's frozen_stages=1: the stem and layer1 are not trained
+        for name, p in raw_model.backbone.named_parameters():
+            p.requires_grad_(not name.startswith(("conv1.", "bn1.", "layer1.")))
     raw_model.to(device)
     ema_model = copy.deepcopy(raw_model).eval().requires_grad_(False) if args.ema > 0 else None
-    backbone = {id(p) for n, p in raw_model.named_parameters() if n.startswith("backbone.")}
-    groups = [dict(params=[], weight_decay=args.weight_decay, lr_mult=1.0) for _ in range(4)]
-    for n, p in raw_model.named_parameters():  # (backbone?, decayed?): no decay on norms and biases
-        g = groups[2 * (id(p) in backbone) + (p.ndim >= 2)]
-        g["params"].append(p)
-    for i, g in enumerate(groups):
-        g["weight_decay"] = args.weight_decay if i % 2 else 0.0
-        g["lr_mult"] = BACKBONE_LR_MULT[args.model] if i >= 2 else 1.0
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.lr, betas=(0.9, 0.999),
-                                  fused=cuda)
+    groups = {}  # (backbone?, decayed?) -> params; no weight decay on norms and biases
+    for n, p in raw_model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((n.startswith("backbone."), p.ndim >= 2), []).append(p)
+    optimizer = torch.optim.AdamW(
+        [dict(params=ps, weight_decay=args.weight_decay if decay else 0.0,
+              lr_mult=BACKBONE_LR_MULT[args.model] if backbone else 1.0) for (backbone, decay), ps in groups.items()],
+        lr=args.lr, betas=(0.9, 0.999), fused=cuda)
     model = torch.compile(raw_model) if cuda and args.compile else raw_model
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+
+    def train_mode():
+        raw_model.train()
+        if args.freeze_bn:  # mmdet's norm_eval: backbone BatchNorm statistics stay those of the loaded weights
+            for m in raw_model.backbone.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
 
     # ------------------------------------------------------------------ resume
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     step, best = 0, -1.0
+    generator = torch.Generator(device).manual_seed(args.seed * 1000 + rank)  # noise, t, dropout, permutations
     if args.resume:
         ckpt_path = out_dir / "ckpt.pt"
         if not ckpt_path.is_file():
@@ -188,28 +217,37 @@ def main(args):
             ema_model.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, best = ckpt["step"], ckpt["best"]
+        if ckpt.get("generator") is not None and world == ckpt["args"].get("world", 1):
+            generator.set_state(ckpt["generator"][rank])
+        if master and (out_dir / "log.jsonl").is_file():  # drop log lines of steps the checkpoint never saw
+            lines = (out_dir / "log.jsonl").read_text().splitlines()
+            (out_dir / "log.jsonl").write_text("".join(x + "\n" for x in lines if json.loads(x)["step"] <= step))
 
     # ------------------------------------------------------------------ data
     train_seqs = data.load_sequences(args.dataset, args.root, "train")
     eval_seqs = data.load_sequences(args.dataset, args.root, "val")
     eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
-    if args.model == "pix2seq_d":
-        clips = data.ClipDataset(train_seqs, "consecutive", 1 + cfg.num_cond_frames, args.crop, args.scale)
-    else:
-        clips = data.ClipDataset(train_seqs, "pair", 2, args.crop, args.scale)
-    sampler = torch.utils.data.DistributedSampler(clips, world, rank, seed=args.seed) if ddp else None
+    if args.dataset == "kitti_step" and {s.name for s in train_seqs} & {s.name for s in eval_seqs}:
+        raise ValueError(f"sequences {sorted({s.name for s in train_seqs} & {s.name for s in eval_seqs})} are in "
+                         "both the train and the val split: the scores would not be held out")
+    mode, clip_len = ("consecutive", 1 + cfg.num_cond_frames) if args.model == "pix2seq_d" else ("pair", 2)
+    clips = data.ClipDataset(train_seqs, mode, clip_len, args.crop, args.scale, pad_value=PAD_VALUE[args.model])
+    steps_per_epoch = len(clips) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
     num_workers = args.num_workers if args.num_workers is not None else (4 if cuda else 0)
-    loader = torch.utils.data.DataLoader(clips, batch_size=args.batch_size // world, shuffle=sampler is None,
-                                         sampler=sampler, num_workers=num_workers, pin_memory=cuda, drop_last=True,
-                                         persistent_workers=num_workers > 0)
 
-    def batches():
-        epoch = step // max(1, len(loader))
+    def batches(step):
+        """Endless batches of this rank from `step` on. Epoch e is a fixed permutation (seed + e) and clip i of it is
+        augmented with the seed [seed, e, i], so a resumed run sees exactly the clips it would have seen."""
+        epoch, skip = divmod(step, steps_per_epoch)
         while True:
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            yield from loader
-            epoch += 1
+            order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(args.seed + epoch))
+            order = order[: steps_per_epoch * args.batch_size].view(steps_per_epoch, world, -1)[skip:, rank]
+            sampler = [[(i, [args.seed, epoch, i]) for i in b] for b in order.tolist()]
+            yield from torch.utils.data.DataLoader(clips, batch_sampler=sampler, num_workers=num_workers,
+                                                   pin_memory=cuda)
+            epoch, skip = epoch + 1, 0
 
     if master:
         n_params = sum(p.numel() for p in raw_model.parameters())
@@ -221,15 +259,15 @@ def main(args):
         net = ema_model if ema_model is not None else raw_model
         kw = dict(generator=torch.Generator(device).manual_seed(args.seed)) if args.model == "pix2seq_d" else {}
         result = evaluate(net.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
-        raw_model.train()
+        train_mode()
         print(f"eval step {step} | {format_scores(result)}")
         return result
 
-    def checkpoint(step, best):
+    def checkpoint(step, best, generator_states):
         save_checkpoint(out_dir / "ckpt.pt", {
             "model": raw_model.state_dict(), "ema": ema_model.state_dict() if ema_model is not None else None,
-            "optimizer": optimizer.state_dict(), "config": asdict(cfg),
-            "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
+            "optimizer": optimizer.state_dict(), "config": asdict(cfg), "generator": generator_states,
+            "args": {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}, "world": world},
             "step": step, "best": best})
 
     if ema_model is not None:  # state_dict tensors share storage with the modules: pair them once
@@ -246,11 +284,10 @@ def main(args):
         loss_kw["reduce_counts"] = mean_over_ranks
 
     # ------------------------------------------------------------------ training loop
-    generator = torch.Generator(device).manual_seed(args.seed * 1000 + rank + step)
     log = open(out_dir / "log.jsonl", "a") if master else None
-    raw_model.train()
+    train_mode()
     bar = tqdm(total=args.max_iters, initial=step, desc="train", unit="step", disable=not master, dynamic_ncols=True)
-    it, t0, bad, sums = batches(), time.time(), 0, {}
+    it, t0, bad, sums, n = batches(step), time.time(), 0, {}, 0
     while step < args.max_iters:
         batch = next(it)
         images, semantic, instance = (batch[k].to(device, non_blocking=True) for k in ("image", "semantic", "instance"))
@@ -259,12 +296,14 @@ def main(args):
             g["lr"] = lr * g["lr_mult"]
         with autocast:
             loss, logs = module.compute_loss(model, images, semantic, instance, generator=generator, **loss_kw)
-        if not torch.isfinite(loss):  # a host sync per step; cheap next to a step, and it keeps NaN out of weights
+        finite = torch.isfinite(loss.detach()).float()
+        if ddp:  # every rank skips together, or the others would wait for its gradients forever
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not finite:  # one host sync per step: cheap next to a step, and it keeps NaN out of the weights
             bad += 1
-            tqdm.write(f"step {step}: non-finite loss {loss.item()}, step skipped ({bad} in a row)")
+            tqdm.write(f"step {step}: non-finite loss ({loss.item()} on rank {rank}), step skipped ({bad} in a row)")
             if bad >= 10:
                 raise RuntimeError(f"{bad} non-finite losses in a row at step {step}; last checkpoint is kept")
-            optimizer.zero_grad(set_to_none=True)
             continue
         bad = 0
         loss.backward()
@@ -277,26 +316,29 @@ def main(args):
                 torch._foreach_lerp_(ema_float, raw_float, 1 - decay)
                 for e, r in ema_int:
                     e.copy_(r)
-        step += 1
+        step, n = step + 1, n + 1
         bar.update()
         for k, v in {"loss": loss.detach(), "grad_norm": gnorm, **logs}.items():
             sums[k] = sums.get(k, 0.0) + v.detach().float()
         if step % args.log_interval == 0 or step == args.max_iters:
-            n = args.log_interval if step % args.log_interval == 0 else step % args.log_interval
             vals = {k: (v / n).item() for k, v in sums.items()}
             ms = (time.time() - t0) * 1000 / n
             if master:
                 tqdm.write(f"step {step} | loss {vals['loss']:.4f} | lr {lr:.1e} | {ms:.0f} ms/step")
                 log.write(json.dumps({"step": step, "lr": lr, "ms_per_step": ms, **vals}) + "\n")
                 log.flush()
-            sums, t0 = {}, time.time()
+            sums, n, t0 = {}, 0, time.time()
         if step % args.eval_interval == 0 or step == args.max_iters:
+            states = [generator.get_state()]
+            if ddp:  # every rank's noise generator, so a resumed run continues each stream
+                states = [torch.empty_like(states[0]) for _ in range(world)]
+                torch.distributed.all_gather_object(states, generator.get_state())
             if master:
                 result = run_eval(step)
-                best = max(best, result["STQ"] if result["STQ"] == result["STQ"] else -1.0)
+                best = max(best, -1.0 if math.isnan(result["STQ"]) else result["STQ"])
                 log.write(json.dumps({"step": step, "eval": {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}},
                                      default=float) + "\n")
-                checkpoint(step, best)
+                checkpoint(step, best, states)
             if ddp:
                 torch.distributed.barrier()
             t0 = time.time()

@@ -430,7 +430,7 @@ def rank_target(tgt, kernel_idx, gt_idx):
 @torch.autocast("cuda", enabled=False)  # dot products in fp32
 def track_losses(embeds, tg, matches, B):
     """(2B, N, D) embeddings, targets, last-stage matches -> (multi-positive CE, cosine L2), averaged over clips."""
-    ce = l2 = embeds.new_zeros(())
+    ce = l2 = embeds.sum() * 0  # keeps the embedding path in the graph with no instance (DDP needs every gradient)
     for b in range(B):
         (kk, gk), (kr, gr) = matches[b], matches[B + b]
         pos = tg[b]["thing_id"][gk][:, None] == tg[B + b]["thing_id"][gr][None]  # (Pk, Pr) same instance

@@ -68,6 +68,22 @@ def test_train_resume_infer_metrics(tmp_path, model, capsys):
     assert saved["STQ"] == pytest.approx(result["STQ"])
 
 
+def test_resume_is_exact(tmp_path):
+    """4 steps in one go == 2 steps, then --resume to 4: same data order, augmentations, noise and optimizer state."""
+    args = ["--eval_interval", "2", "--eval_frames", "1", "--log_interval", "1", "--batch_size", "2",
+            "--eval_videos", "1", "--crop", "64x96", "--max_iters", "4"]
+    train.main(train.parse_args(["--out_dir", str(tmp_path / "a")] + args))
+    train.main(train.parse_args(["--out_dir", str(tmp_path / "b")] + args[:-1] + ["2"]))
+    train.main(train.parse_args(["--out_dir", str(tmp_path / "b"), "--resume"] + args))
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in "ab")
+    assert a["step"] == b["step"] == 4
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    la, lb = ([json.loads(x) for x in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in "ab")
+    assert [r["loss"] for r in la if "loss" in r] == [r["loss"] for r in lb if "loss" in r]
+
+
 def test_nan_loss_is_skipped_then_stops(tmp_path, monkeypatch):
     import pix2seq_d
     real = pix2seq_d.compute_loss
@@ -117,3 +133,17 @@ def test_ddp_two_processes_gloo(tmp_path, model):
     assert "ddp: max parameter difference from rank 0 over 2 ranks: 0" in r.stdout
     ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 2 and list(out.glob("*.pt")) == [out / "ckpt.pt"]
+
+
+def test_kitti_step_tree_trains_and_refuses_leaks(tmp_path):
+    """The real loader path: a KITTI-STEP tree written from synthetic videos; a val sequence also in train is an error."""
+    seqs = data.synthetic_sequences(3, num_frames=4, height=64, width=96)
+    root = tmp_path / "kitti"
+    data.write_kitti_step(seqs[:2], root, "train", "videoknet")
+    data.write_kitti_step([data.Sequence("0002", seqs[2].images, seqs[2].labels)], root, "val", "videoknet")
+    base = ["--dataset", "kitti_step", "--root", str(root), "--preset", "tiny", "--out_dir", str(tmp_path / "o")]
+    ckpt = train.main(train.parse_args(base + FAST))
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+    data.write_kitti_step(seqs[:1], root, "val", "videoknet")  # sequence 0000 now in both splits
+    with pytest.raises(ValueError, match=r"\['0000'\] are in both the train and the val split"):
+        train.main(train.parse_args(base + FAST))
