@@ -36,12 +36,12 @@ from infer import MODELS, build_model, evaluate, format_scores
 RECIPES = {
     ("pix2seq_d", "paper"): dict(lr=1e-4, batch_size=32, max_iters=50_000, warmup=0, schedule="constant",
                                  crop="384x1248", scale="1.0,1.0", ema=0.99, eval_interval=5000),
-    ("pix2seq_d", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=1500, warmup=100, schedule="cosine",
-                                crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=500),
+    ("pix2seq_d", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=1800, warmup=100, schedule="cosine",
+                                crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=900),
     ("video_knet", "paper"): dict(lr=1e-4, batch_size=8, max_iters=15_000, warmup=1000, schedule="step",
                                   crop="384x1248", scale="0.5,2.0", ema=0.0, eval_interval=5000),
-    ("video_knet", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=1500, warmup=100, schedule="cosine",
-                                 crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=500),
+    ("video_knet", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=2400, warmup=100, schedule="cosine",
+                                 crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=800),
 }
 BACKBONE_LR_MULT = {"pix2seq_d": 1.0, "video_knet": 0.25}
 PAD_VALUE = {"pix2seq_d": 0.3, "video_knet": (0.485, 0.456, 0.406)}  # what each predict_video pads images with
