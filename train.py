@@ -6,8 +6,9 @@
     torchrun --nproc_per_node 8 train.py --model video_knet --dataset kitti_step --root DIR --device cuda
 
 Flags left unset take the recipe of the model and preset (RECIPES below: the paper's for `paper`, a CPU-sized one
-for `tiny`). Every --eval_interval steps the EMA weights are scored on held-out videos (STQ, AQ, SQ, VPQ) and a
-checkpoint is written to OUT_DIR/ckpt.pt (temp file + rename); --resume continues from it at the same step.
+for `tiny`). Every --eval_interval steps the EMA weights (the raw ones with --ema 0) are scored on held-out videos
+(STQ, AQ, SQ, VPQ) and a checkpoint is written to OUT_DIR/ckpt.pt (temp file + rename); --resume continues from it
+exactly (same step, optimizer, EMA, data order, augmentations and noise).
 One log line per --log_interval, the same values appended to OUT_DIR/log.jsonl.
 """
 import argparse
