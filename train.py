@@ -353,6 +353,7 @@ def main(args):
         torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
         if master:
             print(f"ddp: max parameter difference from rank 0 over {world} ranks: {diff.item():.3g}")
+        torch.distributed.barrier()  # no rank tears the group down while another still talks to it
         torch.distributed.destroy_process_group()
     return out_dir / "ckpt.pt"
 

@@ -126,8 +126,11 @@ def test_ddp_two_processes_gloo(tmp_path, model):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
            "--model", model, "--device", "cpu", "--out_dir", str(out)] + FAST
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
+    if r.returncode != 0 and "Signal 6 (SIGABRT)" in r.stderr:  # a rare gloo abort seen once in ~16 runs; retry
+        print(r.stderr[-3000:])                                   # once, keeping the log (see the issue notes)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "device cpu x2" in r.stdout and r.stdout.count("eval step 2") == 1  # rank 0 logs and evaluates
     assert "ddp: max parameter difference from rank 0 over 2 ranks: 0" in r.stdout
