@@ -17,7 +17,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict

@@ -125,6 +125,10 @@ def test_augmentation_is_joint_and_aligned():
                                    pad_value=0.3, rng=np.random.default_rng(0))
     assert (s2[:, H:] == 255).all() and (n2[:, H:] == 0).all() and torch.allclose(i2[:, :, H:], torch.tensor(0.3))
     assert torch.equal(s2[:, :H, :W], sem)
+    i3, _, _ = data.augment_clip(img, sem, inst, crop=(64, 80), scale=(1.0, 1.0), flip=False,
+                                 pad_value=(0.1, 0.2, 0.3), rng=np.random.default_rng(0))  # one value per channel
+    assert torch.allclose(i3[:, :, H:], torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1).expand(T, 3, 64 - H, 80))
+    assert torch.equal(i3[:, :, :H, :W], img)
 
 
 def test_clip_dataset_modes_and_loader():

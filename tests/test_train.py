@@ -150,3 +150,17 @@ def test_kitti_step_tree_trains_and_refuses_leaks(tmp_path):
     data.write_kitti_step(seqs[:1], root, "val", "videoknet")  # sequence 0000 now in both splits
     with pytest.raises(ValueError, match=r"\['0000'\] are in both the train and the val split"):
         train.main(train.parse_args(base + FAST))
+
+
+def test_freeze_bn_keeps_stem_layer1_and_bn_statistics(tmp_path):
+    """--freeze_bn (Video K-Net's mmdet recipe): stem + layer1 untrained, backbone BN running statistics untouched."""
+    assert train.parse_args(["--model", "video_knet", "--backbone_weights", "x.pth"]).freeze_bn is True
+    assert train.parse_args(["--model", "video_knet"]).freeze_bn is False
+    ckpt = train.main(train.parse_args(["--model", "video_knet", "--out_dir", str(tmp_path), "--freeze_bn",
+                                        "--ema", "0", "--lr", "1e-2"] + FAST))
+    trained = torch.load(ckpt, weights_only=True)["model"]
+    torch.manual_seed(0)  # train.main seeds the same way before building the model
+    init = infer.build_model("video_knet", dict(train.MODELS["video_knet"][2].PRESETS["tiny"]))[0].state_dict()
+    for k in ("backbone.conv1.weight", "backbone.layer1.0.conv1.weight", "backbone.layer2.0.bn1.running_mean"):
+        assert torch.equal(trained[k], init[k]), k
+    assert not torch.equal(trained["backbone.layer2.0.conv1.weight"], init["backbone.layer2.0.conv1.weight"])
