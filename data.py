@@ -463,21 +463,26 @@ def colorize_panoptic(semantic, instance):
 # Dataset check: what a user should see before a two-day run
 
 SYNTHETIC_DEFAULTS = dict(num_frames=16, height=96, width=288)  # the embedded dataset of train.py / infer.py
+# synthetic_hard: the same scenes with 2.5x faster objects and camera pan and 10 objects instead of 6, so objects
+# cross, occlude each other, enter and leave far more often (the setting of the frame-difference ablation).
+SYNTHETIC_HARD = dict(speed=2.5, num_objects=10)
+DATASETS = ("synthetic", "synthetic_hard", "kitti_step", "cityscapes")
 SYNTHETIC_VIDEOS = {"train": 48, "val": 6, "test": 6}
 
 
 def load_sequences(dataset, root=None, split="train", **synthetic_kw):
-    """Dataset name (kitti_step, cityscapes, synthetic) + root + split -> [Sequence]."""
+    """Dataset name (kitti_step, cityscapes, synthetic, synthetic_hard) + root + split -> [Sequence]."""
     if dataset == "kitti_step":
         return kitti_step_sequences(root, split)
     if dataset == "cityscapes":
         return cityscapes_sequences(root, split)
-    if dataset == "synthetic":  # train, val and test use disjoint seeds, so val is held out
+    if dataset in ("synthetic", "synthetic_hard"):  # train, val and test use disjoint seeds, so val is held out
         if split not in SYNTHETIC_VIDEOS:
-            raise ValueError(f"synthetic split {split!r}: train, val or test")
-        kw = {**SYNTHETIC_DEFAULTS, "num_videos": SYNTHETIC_VIDEOS[split], **synthetic_kw}
+            raise ValueError(f"{dataset} split {split!r}: train, val or test")
+        hard = SYNTHETIC_HARD if dataset == "synthetic_hard" else {}
+        kw = {**SYNTHETIC_DEFAULTS, **hard, "num_videos": SYNTHETIC_VIDEOS[split], **synthetic_kw}
         return synthetic_sequences(seed={"train": 0, "val": 100_000, "test": 200_000}[split], **kw)
-    raise ValueError(f"unknown dataset {dataset!r}: kitti_step, cityscapes or synthetic")
+    raise ValueError(f"unknown dataset {dataset!r}: kitti_step, cityscapes, synthetic or synthetic_hard")
 
 
 def describe(sequences, frames_per_sequence=20):
@@ -502,7 +507,7 @@ def describe(sequences, frames_per_sequence=20):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Check a dataset tree: sequences, frames, sizes, classes, tracks.")
-    p.add_argument("--dataset", default="kitti_step", choices=["kitti_step", "cityscapes", "synthetic"])
+    p.add_argument("--dataset", default="kitti_step", choices=DATASETS)
     p.add_argument("--root", help="dataset root (see the layouts in this file's docstring)")
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits to check")
     p.add_argument("--frames_per_sequence", type=int, default=20, help="labels read per sequence (0 = all)")

@@ -117,7 +117,7 @@ def format_scores(r):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Predict videos with a trained checkpoint; write PNGs, GIFs, scores.")
     p.add_argument("--ckpt", default="out/ckpt.pt", help="checkpoint written by train.py")
-    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "kitti_step", "cityscapes"])
+    p.add_argument("--dataset", default="synthetic", choices=data.DATASETS)
     p.add_argument("--root", help="dataset root (kitti_step / cityscapes)")
     p.add_argument("--split", default="val", help="train, val or test (test: no scores)")
     p.add_argument("--out", default="out/pred", help="output folder for PNGs, GIFs and metrics.json")
@@ -130,7 +130,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="Pix2Seq-D: sampling noise seed")
     p.add_argument("--convention", default="official", choices=["official", "videoknet"], help="see metrics.py")
     args = p.parse_args(argv)
-    if args.dataset != "synthetic" and not args.root:
+    if not args.dataset.startswith("synthetic") and not args.root:
         p.error(f"--dataset {args.dataset} needs --root")
     return args
 

@@ -50,7 +50,7 @@ PAD_VALUE = {"pix2seq_d": 0.3, "video_knet": (0.485, 0.456, 0.406)}  # what each
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="pix2seq_d", choices=sorted(MODELS))
-    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "kitti_step", "cityscapes"],
+    p.add_argument("--dataset", default="synthetic", choices=data.DATASETS,
                    help="synthetic needs no files; kitti_step / cityscapes need --root (layouts: see data.py)")
     p.add_argument("--root", help="dataset root")
     p.add_argument("--preset", choices=["paper", "tiny"], help="model size (default: tiny on synthetic, else paper)")
@@ -83,7 +83,7 @@ def parse_args(argv=None):
     p.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    args.preset = args.preset or ("tiny" if args.dataset == "synthetic" else "paper")
+    args.preset = args.preset or ("tiny" if args.dataset.startswith("synthetic") else "paper")
     for k, v in RECIPES[(args.model, args.preset)].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -96,7 +96,7 @@ def parse_args(argv=None):
         p.error(f"--crop {args.crop}: need HxW, both multiples of 32 (the models' strides)")
     if len(args.scale) != 2 or not 0 < args.scale[0] <= args.scale[1]:
         p.error(f"--scale {args.scale}: need lo,hi with 0 < lo <= hi")
-    if args.dataset != "synthetic" and not args.root:
+    if not args.dataset.startswith("synthetic") and not args.root:
         p.error(f"--dataset {args.dataset} needs --root")
     if args.freeze_bn is None:
         args.freeze_bn = args.model == "video_knet" and bool(args.backbone_weights or args.init_from)

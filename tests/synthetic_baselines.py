@@ -1,6 +1,6 @@
 """Baselines a model must beat on the held-out synthetic videos (what train.py / infer.py score by default).
 
-    python tests/synthetic_baselines.py [--split val] [--json]
+    python tests/synthetic_baselines.py [--dataset synthetic|synthetic_hard] [--split val] [--json]
 
 Every baseline is built from the ground truth, so it isolates one skill:
   road everywhere             : the trivial answer (no segmentation at all)
@@ -34,11 +34,12 @@ def baselines(sem, inst, t):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "synthetic_hard"])
     p.add_argument("--split", default="val")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     scorers = {}
-    for seq in data.load_sequences("synthetic", split=args.split):
+    for seq in data.load_sequences(args.dataset, split=args.split):
         for t in range(len(seq)):
             sem, inst = seq.label(t)
             for name, pred in baselines(sem, inst, t).items():

@@ -41,6 +41,27 @@ def test_synthetic_is_deterministic_and_has_moving_tracks():
     assert not (data.synthetic_video(4, 2, 48, 144)[0] == images[:2]).all()
 
 
+
+def test_synthetic_hard_is_faster_and_busier_than_synthetic():
+    easy, hard = data.load_sequences("synthetic", split="val"), data.load_sequences("synthetic_hard", split="val")
+    assert len(easy) == len(hard) and hard[0].image(0).shape == easy[0].image(0).shape
+
+    def tracks_and_motion(seqs):  # tracks per video; mean |x shift| of a track's centroid per frame
+        n, shifts = [], []
+        for s in seqs:
+            inst = np.stack([s.label(t)[1] for t in range(len(s))])
+            ids = set(np.unique(inst)) - {0}
+            n.append(len(ids))
+            for k in ids:
+                xs = [np.argwhere(f == k)[:, 1].mean() for f in inst if (f == k).any()]
+                shifts += list(np.abs(np.diff(xs)))
+        return np.mean(n), np.mean(shifts)
+
+    (n_easy, v_easy), (n_hard, v_hard) = tracks_and_motion(easy), tracks_and_motion(hard)
+    assert n_hard > n_easy and v_hard > 1.8 * v_easy
+    with pytest.raises(ValueError, match="synthetic_hard split 'dev'"):
+        data.load_sequences("synthetic_hard", split="dev")
+
 def _tree(tmp_path, layout):
     seqs = data.synthetic_sequences(2, num_frames=3, height=24, width=40, seed=5)
     data.write_kitti_step(seqs, tmp_path, "train", layout)

@@ -164,3 +164,19 @@ def test_freeze_bn_keeps_stem_layer1_and_bn_statistics(tmp_path):
     for k in ("backbone.conv1.weight", "backbone.layer1.0.conv1.weight", "backbone.layer2.0.bn1.running_mean"):
         assert torch.equal(trained[k], init[k]), k
     assert not torch.equal(trained["backbone.layer2.0.conv1.weight"], init["backbone.layer2.0.conv1.weight"])
+
+
+def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
+    from tests import ablation_cond, synthetic_baselines
+    argv = ["--datasets", "synthetic_hard", "--conds", "none", "mask+diff", "--seeds", "3", "--max_iters", "2",
+            "--out_dir", str(tmp_path), "--", "--eval_videos", "1", "--eval_frames", "2", "--batch_size", "2",
+            "--crop", "64x96"]
+    ablation_cond.main(argv)
+    out = capsys.readouterr().out
+    assert "0 of 2 runs already finished" in out and "| --cond none | " in out and "| --cond mask+diff | " in out
+    merged = synthetic_baselines.main(["--dataset", "synthetic_hard", "--json"])["semantics, things merged"]
+    assert f"| baseline: semantics, things merged | {merged['STQ']:.3f} | {merged['AQ']:.3f} |" in out
+    log = [json.loads(x) for x in (tmp_path / "synthetic_hard/mask_diff/seed3/log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 2 and set(log[-1]["eval"]) == {"STQ", "AQ", "SQ", "VPQ"}
+    ablation_cond.main(argv)  # finished runs are not trained again
+    assert "2 of 2 runs already finished; 0 to go" in capsys.readouterr().out
