@@ -80,29 +80,39 @@ def run_all(runs, args):
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; {len(todo)} to go, {args.jobs} at a time")
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    active = []
-    while todo or active:
-        while todo and len(active) < args.jobs:
-            dataset, cond, seed, run_dir = todo.pop(0)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "log.jsonl").unlink(missing_ok=True)  # an unfinished run starts over
-            out = open(run_dir / "train.out", "w")
-            cmd = command(dataset, cond, seed, args, run_dir)
-            print(f"start {dataset} {cond} seed {seed}: {' '.join(cmd[1:])}", flush=True)
-            active.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT),
-                           out, run_dir, time.time()))
-        time.sleep(5)
-        for job in list(active):
-            proc, out, run_dir, t0 = job
-            if proc.poll() is None:
-                continue
+    active, failed = [], []
+    try:
+        while todo or active:
+            while todo and len(active) < args.jobs:
+                dataset, cond, seed, run_dir = todo.pop(0)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "log.jsonl").unlink(missing_ok=True)  # an unfinished run starts over
+                out = open(run_dir / "train.out", "w")
+                cmd = command(dataset, cond, seed, args, run_dir)
+                print(f"start {dataset} {cond} seed {seed}: {' '.join(cmd[1:])}", flush=True)
+                active.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT),
+                               out, run_dir, time.time()))
+            time.sleep(5)
+            for job in list(active):
+                proc, out, run_dir, t0 = job
+                if proc.poll() is None:
+                    continue
+                out.close()
+                active.remove(job)
+                score = final_score(run_dir, args.max_iters)
+                if proc.returncode != 0 or score is None:  # the other runs go on; the failure is raised at the end
+                    print(f"FAILED {run_dir}: train.py exited with {proc.returncode}; see {run_dir / 'train.out'}")
+                    failed.append(run_dir)
+                    continue
+                print(f"done  {run_dir} in {(time.time() - t0) / 60:.1f} min: "
+                      + " ".join(f"{k} {score[k]:.3f}" for k in KEYS), flush=True)
+    finally:  # Ctrl-C or an error here: stop the runs still going (they start over next time)
+        for proc, out, _, _ in active:
+            proc.terminate()
+            proc.wait()
             out.close()
-            active.remove(job)
-            score = final_score(run_dir, args.max_iters)
-            if proc.returncode != 0 or score is None:
-                raise RuntimeError(f"{run_dir}: train.py exited with {proc.returncode}; see {run_dir / 'train.out'}")
-            print(f"done  {run_dir} in {(time.time() - t0) / 60:.1f} min: "
-                  + " ".join(f"{k} {score[k]:.3f}" for k in KEYS), flush=True)
+    if failed:
+        raise RuntimeError(f"{len(failed)} runs failed: " + ", ".join(str(r) for r in failed))
 
 
 def report(runs, args):
@@ -157,7 +167,7 @@ def main(argv=None):
     p.add_argument("--ids", action="store_true", help="add the thing ids predicted per frame (see above)")
     p.add_argument("train_args", nargs="*", help="more train.py flags for every run, after --")
     args = p.parse_args(argv)
-    runs = [(d, c, s, Path(args.out_dir) / d / c.replace("+", "_") / f"seed{s}")
+    runs = [(d, c, s, Path(args.out_dir).resolve() / d / c.replace("+", "_") / f"seed{s}")
             for d in args.datasets for s in args.seeds for c in args.conds]
     if not args.report:
         run_all(runs, args)

@@ -180,3 +180,8 @@ def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
     assert log[-1]["step"] == 2 and set(log[-1]["eval"]) == {"STQ", "AQ", "SQ", "VPQ"}
     ablation_cond.main(argv)  # finished runs are not trained again
     assert "2 of 2 runs already finished; 0 to go" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="1 runs failed"):  # a failing run is reported, with its log's path
+        ablation_cond.main(["--datasets", "synthetic", "--conds", "mask", "--seeds", "0", "--max_iters", "2",
+                            "--out_dir", str(tmp_path), "--", "--crop", "65x96"])
+    assert "FAILED" in capsys.readouterr().out
+    assert "--crop" in (tmp_path / "synthetic/mask/seed0/train.out").read_text()
