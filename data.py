@@ -464,7 +464,7 @@ def colorize_panoptic(semantic, instance):
 
 SYNTHETIC_DEFAULTS = dict(num_frames=16, height=96, width=288)  # the embedded dataset of train.py / infer.py
 # synthetic_hard: the same scenes with 2.5x faster objects and camera pan and 10 objects instead of 6, so objects
-# cross, occlude each other, enter and leave far more often (the setting of the frame-difference ablation).
+# cross, occlude each other, enter and leave far more often (for the frame-difference ablation, README).
 SYNTHETIC_HARD = dict(speed=2.5, num_objects=10)
 DATASETS = ("synthetic", "synthetic_hard", "kitti_step", "cityscapes")
 SYNTHETIC_VIDEOS = {"train": 48, "val": 6, "test": 6}

@@ -51,7 +51,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="pix2seq_d", choices=sorted(MODELS))
     p.add_argument("--dataset", default="synthetic", choices=data.DATASETS,
-                   help="synthetic needs no files; kitti_step / cityscapes need --root (layouts: see data.py)")
+                   help="synthetic(_hard) need no files; kitti_step / cityscapes need --root (layouts: see data.py)")
     p.add_argument("--root", help="dataset root")
     p.add_argument("--preset", choices=["paper", "tiny"], help="model size (default: tiny on synthetic, else paper)")
     p.add_argument("--crop", help="training crop HxW (default: the recipe's, e.g. 384x1248)")
