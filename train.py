@@ -173,7 +173,14 @@ def main(args):
         if args.model == "video_knet" and "model" not in init:  # an mmdet K-Net checkpoint
             module.load_mmdet_checkpoint(raw_model, init.get("state_dict", init))
         else:
-            missing, unexpected = raw_model.load_state_dict(init.get("ema") or init["model"], strict=False)
+            state, own = init.get("ema") or init["model"], raw_model.state_dict()
+            wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+            if wrong:
+                k = wrong[0]
+                raise ValueError(f"--init_from {args.init_from}: {len(wrong)} tensors differ in shape from this "
+                                 f"model's, e.g. {k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}; the model "
+                                 "config must match (Pix2Seq-D: the same --preset, --cond and --num_cond_frames)")
+            missing, unexpected = raw_model.load_state_dict(state, strict=False)
             if master:
                 print(f"init from {args.init_from}: {len(missing)} missing, {len(unexpected)} unexpected keys")
     if args.freeze_bn:  # mmdet's frozen_stages=1: the stem and layer1 are not trained

@@ -166,6 +166,13 @@ def test_freeze_bn_keeps_stem_layer1_and_bn_statistics(tmp_path):
     assert not torch.equal(trained["backbone.layer2.0.conv1.weight"], init["backbone.layer2.0.conv1.weight"])
 
 
+def test_init_from_with_another_cond_names_the_flags(tmp_path):
+    ckpt = train.main(train.parse_args(FAST + ["--cond", "mask", "--out_dir", str(tmp_path / "a")]))
+    with pytest.raises(ValueError, match=r"--init_from .*ckpt.pt: 1 tensors differ .*--cond and --num_cond_frames"):
+        train.main(train.parse_args(FAST + ["--cond", "mask+diff", "--init_from", str(ckpt),
+                                            "--out_dir", str(tmp_path / "b")]))
+
+
 def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
     from tests import ablation_cond, synthetic_baselines
     argv = ["--datasets", "synthetic_hard", "--conds", "none", "mask+diff", "--seeds", "3", "--max_iters", "2",
