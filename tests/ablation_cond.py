@@ -28,10 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+import data  # noqa: E402
+import infer  # noqa: E402
 import synthetic_baselines  # noqa: E402
 
 KEYS = ("STQ", "AQ", "SQ", "VPQ")
@@ -49,21 +52,21 @@ def final_score(run_dir, max_iters):
     return None
 
 
-def thing_ids_per_frame(run_dir, dataset, seed, videos=1):
+def finished(runs, dataset, cond, max_iters):
+    """[(dataset, cond, seed, run_dir)] -> [(seed, run_dir, final score)] of one dataset and condition, finished."""
+    return [(s, r, score) for d, c, s, r in runs if d == dataset and c == cond
+            for score in [final_score(r, max_iters)] if score is not None]
+
+
+def thing_ids_per_frame(run_dir, dataset, seed, videos=1, max_frames=0):
     """Checkpoint of a run -> (predicted, ground-truth) distinct thing ids per frame, mean over the first `videos`
     val videos. A diagnostic: a model that gives every object the same id scores the things-merged AQ at best."""
-    import torch
-
-    import data
-    import infer
-    import pix2seq_d
     model, _ = infer.load_checkpoint(Path(run_dir) / "ckpt.pt")
     pred, gt = [], []
     for seq in data.load_sequences(dataset, split="val")[:videos]:
-        frames = [torch.from_numpy(seq.image(t)).permute(2, 0, 1).float() / 255 for t in range(len(seq))]
-        outs = pix2seq_d.predict_video(model, frames, generator=torch.Generator().manual_seed(seed))
-        for t, (_, ins) in enumerate(outs):
-            pred.append(len(set(ins.unique().tolist()) - {0}))
+        for t, _, ins in infer.predict_sequence(model, "pix2seq_d", seq, torch.device("cpu"), max_frames=max_frames,
+                                                generator=torch.Generator().manual_seed(seed)):
+            pred.append(len(set(np.unique(ins).tolist()) - {0}))
             gt.append(len(set(np.unique(seq.label(t)[1]).tolist()) - {0}))
     return float(np.mean(pred)), float(np.mean(gt))
 
@@ -127,32 +130,28 @@ def report(runs, args):
         for name in ("semantics, things merged", "semantics, instances, no ids"):
             print(f"| baseline: {name} | " + " | ".join(f"{base[name][k]:.3f}" for k in KEYS) + " |" * (len(cols) - 4))
         for cond in args.conds:
-            scores = [s for d, c, _, r in runs if d == dataset and c == cond
-                      for s in [final_score(r, args.max_iters)] if s is not None]
-            if not scores:
+            done = finished(runs, dataset, cond, args.max_iters)
+            if not done:
                 print(f"| --cond {cond} | not run |" + " |" * (len(cols) - 2))
                 continue
             cells = []
             for k in KEYS:
-                v = np.array([s[k] for s in scores], dtype=float)
+                v = np.array([score[k] for _, _, score in done], dtype=float)
                 cells.append(f"{v.mean():.3f} +- {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
-            per_seed = [" ".join(f"{s[k]:.3f}" for s in scores) for k in ("STQ", "AQ")]
+            per_seed = [" ".join(f"{score[k]:.3f}" for _, _, score in done) for k in ("STQ", "AQ")]
             if args.ids:
-                ids = [thing_ids_per_frame(r, d, s) for d, c, s, r in runs if d == dataset and c == cond
-                       and final_score(r, args.max_iters) is not None]
+                ids = [thing_ids_per_frame(r, dataset, seed) for seed, r, _ in done]
                 per_seed.append(f"{np.mean([p for p, _ in ids]):.2f} (GT {ids[0][1]:.2f})")
-            print(f"| --cond {cond} | " + " | ".join(cells) + f" | {len(scores)} | " + " | ".join(per_seed) + " |")
+            print(f"| --cond {cond} | " + " | ".join(cells) + f" | {len(done)} | " + " | ".join(per_seed) + " |")
         for a, b in (("mask+diff", "mask"), ("mask", "none")):  # difference of means +- its standard error
-            sa, sb = ([s for d, c, _, r in runs if d == dataset and c == x for s in [final_score(r, args.max_iters)]
-                       if s is not None] for x in (a, b))
+            sa, sb = ([score for _, _, score in finished(runs, dataset, x, args.max_iters)] for x in (a, b))
             if len(sa) > 1 and len(sb) > 1:
                 diffs = []
                 for k in KEYS:
-                    va, vb = (np.array([s[k] for s in ss], dtype=float) for ss in (sa, sb))
+                    va, vb = (np.array([score[k] for score in ss], dtype=float) for ss in (sa, sb))
                     se = np.sqrt(va.var(ddof=1) / len(va) + vb.var(ddof=1) / len(vb))
                     diffs.append(f"{k} {va.mean() - vb.mean():+.3f} +- {se:.3f}")
                 print(f"\n{a} minus {b} (difference of means +- standard error): " + ", ".join(diffs))
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

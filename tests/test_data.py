@@ -41,7 +41,6 @@ def test_synthetic_is_deterministic_and_has_moving_tracks():
     assert not (data.synthetic_video(4, 2, 48, 144)[0] == images[:2]).all()
 
 
-
 def test_synthetic_hard_is_faster_and_busier_than_synthetic():
     easy, hard = data.load_sequences("synthetic", split="val"), data.load_sequences("synthetic_hard", split="val")
     assert len(easy) == len(hard) and hard[0].image(0).shape == easy[0].image(0).shape
@@ -61,6 +60,7 @@ def test_synthetic_hard_is_faster_and_busier_than_synthetic():
     assert n_hard > n_easy and v_hard > 1.8 * v_easy
     with pytest.raises(ValueError, match="synthetic_hard split 'dev'"):
         data.load_sequences("synthetic_hard", split="dev")
+
 
 def _tree(tmp_path, layout):
     seqs = data.synthetic_sequences(2, num_frames=3, height=24, width=40, seed=5)

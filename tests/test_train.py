@@ -139,7 +139,7 @@ def test_ddp_two_processes_gloo(tmp_path, model):
 
 
 def test_kitti_step_tree_trains_and_refuses_leaks(tmp_path):
-    """The real loader path: a KITTI-STEP tree written from synthetic videos; a val sequence also in train is an error."""
+    """The real loader path: a KITTI-STEP tree written from synthetic videos; a val sequence also in train: error."""
     seqs = data.synthetic_sequences(3, num_frames=4, height=64, width=96)
     root = tmp_path / "kitti"
     data.write_kitti_step(seqs[:2], root, "train", "videoknet")
@@ -187,6 +187,10 @@ def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
     assert log[-1]["step"] == 2 and set(log[-1]["eval"]) == {"STQ", "AQ", "SQ", "VPQ"}
     ablation_cond.main(argv)  # finished runs are not trained again
     assert "2 of 2 runs already finished; 0 to go" in capsys.readouterr().out
+    pred, gt = ablation_cond.thing_ids_per_frame(tmp_path / "synthetic_hard/mask_diff/seed3", "synthetic_hard", 3,
+                                                 max_frames=2)
+    val = data.load_sequences("synthetic_hard", split="val")[0]
+    assert gt == np.mean([len(np.unique(val.label(t)[1])) - 1 for t in range(2)]) and 0 <= pred < 256
     with pytest.raises(RuntimeError, match="1 runs failed"):  # a failing run is reported, with its log's path
         ablation_cond.main(["--datasets", "synthetic", "--conds", "mask", "--seeds", "0", "--max_iters", "2",
                             "--out_dir", str(tmp_path), "--", "--crop", "65x96"])
