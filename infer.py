@@ -10,6 +10,7 @@ sequence OUT/gifs/{seq}_{input,semantic,instance,panoptic,overlay}.gif. With gro
 import argparse
 import json
 import math
+import types
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -50,6 +51,18 @@ def load_checkpoint(path, device="cpu", ema=True):
     model, _ = build_model(ckpt["args"]["model"], ckpt["config"])
     model.load_state_dict(ckpt["ema"] if ema and ckpt.get("ema") is not None else ckpt["model"])
     return model.to(device).eval(), ckpt
+
+
+def compile_for_inference(model, name, backend="inductor"):
+    """Model -> what predict_video takes, with the network compiled (torch.compile, static shapes); weights shared.
+
+    Video K-Net: the module (two graphs: the first frame, and later frames that link to the previous kernels).
+    Pix2Seq-D: its sampler calls model.encode (once per frame) and model.denoise (per DDIM step), not forward, so
+    those two are compiled and handed over with cfg; `model` itself is left as it was."""
+    if name == "pix2seq_d":
+        return types.SimpleNamespace(cfg=model.cfg, encode=torch.compile(model.encode, dynamic=False, backend=backend),
+                                     denoise=torch.compile(model.denoise, dynamic=False, backend=backend))
+    return torch.compile(model, dynamic=False, backend=backend)
 
 
 # -----------------------------------------------------------------------------
@@ -122,6 +135,8 @@ def parse_args(argv=None):
     p.add_argument("--split", default="val", help="train, val or test (test: no scores)")
     p.add_argument("--out", default="out/pred", help="output folder for PNGs, GIFs and metrics.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="torch.compile the network on CUDA (CPU runs eager fp32)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="use the EMA weights")
     p.add_argument("--gifs", action=argparse.BooleanOptionalAction, default=True, help="write five GIFs per sequence")
     p.add_argument("--max_frames", type=int, default=0, help="frames per sequence (0 = all)")
@@ -137,17 +152,19 @@ def parse_args(argv=None):
 
 def main(args):
     device = torch.device(args.device)
-    # --- system: bf16 autocast on CUDA (the network only; metrics run in numpy), fp32 on CPU
+    # --- system: bf16 autocast + torch.compile on CUDA (the network only; metrics run in numpy), eager fp32 on CPU
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    cuda = device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     model, ckpt = load_checkpoint(args.ckpt, device, args.ema)
     name = ckpt["args"]["model"]
+    net = compile_for_inference(model, name) if cuda and args.compile else model
     kw = {}
     if name == "pix2seq_d":
         kw = dict(steps=args.steps, td=args.td, generator=torch.Generator(device).manual_seed(args.seed))
     sequences = data.load_sequences(args.dataset, args.root, args.split)
     print(f"{name} from {args.ckpt} (step {ckpt['step']}) on {len(sequences)} {args.dataset}/{args.split} videos")
-    result = evaluate(model, name, sequences, device, autocast, args.max_frames, args.out, args.gifs,
+    result = evaluate(net, name, sequences, device, autocast, args.max_frames, args.out, args.gifs,
                       args.convention, **kw)
     if result is not None:
         print(format_scores(result))

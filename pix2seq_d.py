@@ -476,7 +476,7 @@ def compute_loss(model, images, semantic, instance, generator=None):
       5. loss = w_cls * CE(class logits) + w_ins * CE(id logits), per pixel weighted by pixel_weights.
     w_cls = w_ins = 0.5 gives the official mean over the two groups. Frame dropout, the permutation, t and
     eps come from `generator` (on the inputs' device). logs holds detached scalars. No host sync of its own:
-    label checks are ValueErrors on CPU and async asserts elsewhere (bitdiffusion's id checks do sync)."""
+    label checks are ValueErrors on CPU and async asserts elsewhere (bitdiffusion's id checks too)."""
     cfg = getattr(model, "module", model).cfg  # DDP wraps the model in .module; compiled models forward attributes
     _check_clip(images, semantic, instance, cfg)
     dev, B, Tc = images.device, images.shape[0], cfg.num_cond_frames

@@ -303,18 +303,19 @@ def main(args):
             g["lr"] = lr * g["lr_mult"]
         with autocast:
             loss, logs = module.compute_loss(model, images, semantic, instance, generator=generator, **loss_kw)
-        finite = torch.isfinite(loss.detach()).float()
-        if ddp:  # every rank skips together, or the others would wait for its gradients forever
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if not finite:  # one host sync per step: cheap next to a step, and it keeps NaN out of the weights
-            bad += 1
-            tqdm.write(f"step {step}: non-finite loss ({loss.item()} on rank {rank}), step skipped ({bad} in a row)")
-            if bad >= 10:
-                raise RuntimeError(f"{bad} non-finite losses in a row at step {step}; last checkpoint is kept")
-            continue
-        bad = 0
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
+        # The one host sync of the step. A non-finite loss or gradient gives a non-finite norm; under DDP the
+        # gradients are already averaged over the ranks, so every rank sees the same norm and skips together.
+        if not torch.isfinite(gnorm):
+            bad += 1
+            optimizer.zero_grad(set_to_none=True)
+            tqdm.write(f"step {step}: non-finite loss or gradient (loss {loss.item()}, grad norm {gnorm.item()} on "
+                       f"rank {rank}), step skipped ({bad} in a row)")
+            if bad >= 10:
+                raise RuntimeError(f"{bad} non-finite steps in a row at step {step}; last checkpoint is kept")
+            continue
+        bad = 0
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema_model is not None:  # ema <- ema + (1 - decay) (raw - ema) on floats, a copy of integer buffers

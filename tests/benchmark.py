@@ -22,7 +22,8 @@ Per model, preset and mode:
              host (as infer.py). Pix2Seq-D at 20 and 5 DDIM steps; Video K-Net with its tracker. Weights: the initial
              (untrained) ones, so Video K-Net's merge and tracker see a random model's number of segments.
 Modes: eager = fp32 (TF32 off); bf16 = bf16 autocast, eager; compile = bf16 autocast + torch.compile of the network
-(TF32 on, as train.py's system block). Losses, matching and the sampler loop stay eager. bf16 / compile need CUDA.
+(TF32 on, as train.py's system block). Losses, matching and the sampler loop stay eager. On CPU, bf16 / compile
+run too (CPU autocast, inductor's C++ backend): a check that the path works, not the speed a GPU gets from it.
 """
 import argparse
 import copy
@@ -33,7 +34,6 @@ import shlex
 import subprocess
 import sys
 import time
-import types
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -42,7 +42,7 @@ import torch.utils.flop_counter as fc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the repository root
 import data  # noqa: E402
-from infer import MODELS, build_model  # noqa: E402
+from infer import MODELS, build_model, compile_for_inference  # noqa: E402
 
 MODES = {"eager": ("eager fp32", False, False), "bf16": ("eager bf16", True, False),  # name -> (label, bf16, compile)
          "compile": ("bf16+compile", True, True)}
@@ -88,8 +88,6 @@ def parse_args(argv=None):
                                ("modes", args.modes, MODES)):
         if set(given) - set(known):
             p.error(f"--{flag}: unknown {sorted(set(given) - set(known))}; choose from {sorted(known)}")
-    if not cuda and set(args.modes) != {"eager"}:
-        p.error("--modes bf16 / compile need --device cuda (CPU runs eager fp32, as train.py)")
     if "compile" in args.modes and args.warmup < 1:
         p.error("--modes compile needs --warmup >= 1 (the first step compiles)")
     if args.iters < 1 or (args.batch_size is not None and args.batch_size < 1) or args.infer_frames < 0:
@@ -195,17 +193,6 @@ def time_training(module, model, raw, batch, device, autocast, args):
     return (time.perf_counter() - t0) * 1000 / args.iters, peak_memory(device)
 
 
-def inference_net(name, raw, compiled):
-    """The network predict_video is given. Pix2Seq-D's sampler calls model.encode / model.denoise, which a compiled
-    module does not compile (only its forward), so those two bound methods are compiled and passed with cfg."""
-    if not compiled:
-        return raw
-    if name == "pix2seq_d":
-        return types.SimpleNamespace(cfg=raw.cfg, encode=torch.compile(raw.encode, dynamic=False),
-                                     denoise=torch.compile(raw.denoise, dynamic=False))
-    return torch.compile(raw, dynamic=False)  # Video K-Net: two graphs, first frame (no kernels to link) and later
-
-
 def infer_fps(name, net, frames, device, autocast, warmup, seed, **kw):
     """-> frames/s of predict_video over frames (list of (3, H, W) on device); one untimed pass first if warmup."""
     def one_pass():
@@ -246,7 +233,7 @@ def benchmark_rows(name, preset, args, device):
     for mode in args.modes:
         label, bf16, compiled = MODES[mode]
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bf16
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         raw.load_state_dict(init)
         torch._dynamo.reset()  # no graphs or automatic-dynamic shapes carried over from other rows
         model = torch.compile(raw, dynamic=False) if compiled else raw
@@ -254,7 +241,7 @@ def benchmark_rows(name, preset, args, device):
         raw.load_state_dict(init)
         raw.eval()
         torch._dynamo.reset()
-        net = inference_net(name, raw, compiled)
+        net = compile_for_inference(raw, name) if compiled else raw
         fps = ["-", "-"]
         if frames and name == "pix2seq_d":
             fps = [f"{infer_fps(name, net, frames, device, autocast, args.warmup, args.seed, steps=s):.2f}"
