@@ -16,7 +16,7 @@ The recipe, top to bottom:
 Differences from the official code:
   - Channel-first (B, C, H, W) tensors instead of (B, H, W, C); gamma is (B,) instead of (B, 1, 1, 1).
   - encode / int_to_bits raise ValueError on ids outside [0, 2^n) (official: keeps the low n bits, so ids alias);
-    on a GPU the check is an asynchronous device-side assert instead (no host sync in a training step).
+    on CUDA the check is an asynchronous device-side assert instead (no host sync in a training step).
   - decode returns the raw integers; the official clamp to num_classes - 1 / max_instances - 1 is the caller's.
   - The denoiser returns logits when sampling too, and the sampler turns them into x0 (official: the network
     does that itself when not training).
@@ -47,13 +47,13 @@ def _check_ids(x, n_bits):
         raise ValueError(f"bitdiffusion: expected an integer tensor (B, G, H, W), got {x.dtype} {tuple(x.shape)}")
     if x.numel() == 0:
         return
-    if x.device.type == "cpu":
-        if int(x.min()) < 0 or int(x.max()) >= 2 ** n_bits:
-            raise ValueError(f"bitdiffusion: ids must lie in [0, {2 ** n_bits}) for n_bits={n_bits}, "
-                             f"got range [{int(x.min())}, {int(x.max())}]")
-    else:  # accelerators: an asynchronous device-side assert, so a training step does not wait for the GPU here
+    if x.device.type == "cuda":  # an asynchronous device-side assert: a training step does not wait for the GPU
+        x = x.long()  # the bound 2^n_bits must not wrap around in a narrow integer type
         torch._assert_async(((x >= 0) & (x < 2 ** n_bits)).all(),
                             f"bitdiffusion: ids must lie in [0, {2 ** n_bits}) for n_bits={n_bits}")
+    elif int(x.min()) < 0 or int(x.max()) >= 2 ** n_bits:
+        raise ValueError(f"bitdiffusion: ids must lie in [0, {2 ** n_bits}) for n_bits={n_bits}, "
+                         f"got range [{int(x.min())}, {int(x.max())}]")
 
 
 def _group_view(x, n):

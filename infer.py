@@ -53,16 +53,18 @@ def load_checkpoint(path, device="cpu", ema=True):
     return model.to(device).eval(), ckpt
 
 
-def compile_for_inference(model, name, backend="inductor"):
+def compile_for_inference(model, name, backend="inductor", fullgraph=False):
     """Model -> what predict_video takes, with the network compiled (torch.compile, static shapes); weights shared.
 
     Video K-Net: the module (two graphs: the first frame, and later frames that link to the previous kernels).
     Pix2Seq-D: its sampler calls model.encode (once per frame) and model.denoise (per DDIM step), not forward, so
-    those two are compiled and handed over with cfg; `model` itself is left as it was."""
+    those two are compiled and handed over with cfg; `model` itself is left as it was. fullgraph=True: a graph
+    break is an error."""
     if name == "pix2seq_d":
-        return types.SimpleNamespace(cfg=model.cfg, encode=torch.compile(model.encode, dynamic=False, backend=backend),
-                                     denoise=torch.compile(model.denoise, dynamic=False, backend=backend))
-    return torch.compile(model, dynamic=False, backend=backend)
+        kw = dict(dynamic=False, backend=backend, fullgraph=fullgraph)
+        return types.SimpleNamespace(cfg=model.cfg, encode=torch.compile(model.encode, **kw),
+                                     denoise=torch.compile(model.denoise, **kw))
+    return torch.compile(model, dynamic=False, backend=backend, fullgraph=fullgraph)
 
 
 # -----------------------------------------------------------------------------

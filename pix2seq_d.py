@@ -170,12 +170,11 @@ def pixel_weights(ids, max_instances, p):
 
 
 def _require(ok, msg):
-    """Raise ValueError(msg) unless the bool tensor `ok` is all true; on accelerators an async assert (no sync)."""
-    if ok.device.type == "cpu":
-        if not bool(ok.all()):
-            raise ValueError(msg)
-    else:
+    """Raise ValueError(msg) unless the bool tensor `ok` is all true; on CUDA an async assert (no host sync)."""
+    if ok.device.type == "cuda":
         torch._assert_async(ok.all(), msg)
+    elif not bool(ok.all()):
+        raise ValueError(msg)
 
 
 def _gn(c):
@@ -476,7 +475,7 @@ def compute_loss(model, images, semantic, instance, generator=None):
       5. loss = w_cls * CE(class logits) + w_ins * CE(id logits), per pixel weighted by pixel_weights.
     w_cls = w_ins = 0.5 gives the official mean over the two groups. Frame dropout, the permutation, t and
     eps come from `generator` (on the inputs' device). logs holds detached scalars. No host sync of its own:
-    label checks are ValueErrors on CPU and async asserts elsewhere (bitdiffusion's id checks too)."""
+    label checks are async asserts on CUDA, ValueErrors elsewhere (bitdiffusion's id checks too)."""
     cfg = getattr(model, "module", model).cfg  # DDP wraps the model in .module; compiled models forward attributes
     _check_clip(images, semantic, instance, cfg)
     dev, B, Tc = images.device, images.shape[0], cfg.num_cond_frames

@@ -80,7 +80,9 @@ def parse_args(argv=None):
     p.add_argument("--freeze_bn", action=argparse.BooleanOptionalAction, default=None,
                    help="freeze backbone BN statistics and the stem + layer1 (Video K-Net's mmdet recipe; default: on "
                         "for video_knet with --backbone_weights or --init_from)")
-    p.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="DataLoader workers per process (default: 0 on CPU; on CUDA min(8, CPUs per process - 1), as "
+                        "one worker makes only ~15-30 paper-size clips/s: BENCHMARKS.md)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.preset = args.preset or ("tiny" if args.dataset.startswith("synthetic") else "paper")
@@ -242,7 +244,11 @@ def main(args):
     steps_per_epoch = len(clips) // args.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
-    num_workers = args.num_workers if args.num_workers is not None else (4 if cuda else 0)
+    num_workers = args.num_workers
+    if num_workers is None:  # CUDA: the CPUs of this process's share of the node, one left for the main process
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        per_process = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        num_workers = min(8, max(1, per_process - 1)) if cuda else 0
 
     def batches(step):
         """Endless batches of this rank from `step` on. Epoch e is a fixed permutation (seed + e) and clip i of it is
@@ -291,6 +297,8 @@ def main(args):
         loss_kw["reduce_counts"] = mean_over_ranks
 
     # ------------------------------------------------------------------ training loop
+    buffers = [b for b in raw_model.buffers() if b.numel()]
+    buffers_before = [b.clone() for b in buffers]
     log = open(out_dir / "log.jsonl", "a") if master else None
     train_mode()
     bar = tqdm(total=args.max_iters, initial=step, desc="train", unit="step", disable=not master, dynamic_ncols=True)
@@ -301,15 +309,20 @@ def main(args):
         lr = lr_at(step, args)
         for g in optimizer.param_groups:
             g["lr"] = lr * g["lr_mult"]
+        if buffers:  # BatchNorm statistics, restored if the step is skipped
+            torch._foreach_copy_(buffers_before, buffers)
         with autocast:
             loss, logs = module.compute_loss(model, images, semantic, instance, generator=generator, **loss_kw)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
-        # The one host sync of the step. A non-finite loss or gradient gives a non-finite norm; under DDP the
-        # gradients are already averaged over the ranks, so every rank sees the same norm and skips together.
+        # The step's host sync (Video K-Net's matching adds its own). A NaN loss gives NaN gradients, hence a
+        # non-finite norm; under DDP the gradients are already averaged over the ranks, so every rank sees the same
+        # norm and skips together (a check of each rank's own loss could split them).
         if not torch.isfinite(gnorm):
             bad += 1
             optimizer.zero_grad(set_to_none=True)
+            if buffers:  # e.g. NaN inputs also poisoned the running statistics
+                torch._foreach_copy_(buffers, buffers_before)
             tqdm.write(f"step {step}: non-finite loss or gradient (loss {loss.item()}, grad norm {gnorm.item()} on "
                        f"rank {rank}), step skipped ({bad} in a row)")
             if bad >= 10:

@@ -2,6 +2,7 @@
 
     python tests/benchmark.py                                 # CPU: tiny presets, crop 64x192, batch 8, eager fp32
     python tests/benchmark.py --device cuda --markdown        # GPU: tiny + paper presets, eager fp32 vs bf16 + compile
+    python tests/benchmark.py --data --markdown               # data loading: clips/s of one DataLoader worker
     OMP_NUM_THREADS=1 python tests/benchmark.py --iters 3 --warmup 1 --infer_frames 3   # a quick smoke run
 
 Per model, preset and mode:
@@ -21,6 +22,10 @@ Per model, preset and mode:
              (tiny: 96x288, paper: 375x1242) after one untimed pass (if --warmup > 0), each output copied to the
              host (as infer.py). Pix2Seq-D at 20 and 5 DDIM steps; Video K-Net with its tracker. Weights: the initial
              (untrained) ones, so Video K-Net's merge and tracker see a random model's number of segments.
+  data       (--data, instead of the above) clips/s of one DataLoader worker: data.ClipDataset with the paper
+             recipe's crop and scale (train.py RECIPES) over a KITTI-STEP tree of synthetic 375x1242 PNGs written to a
+             temp dir, one thread (as in a worker); PNG decoding per frame timed apart. The GPU's training clips/s
+             divided by it is the number of workers a GPU needs (train.py --num_workers).
 Modes: eager = fp32 (TF32 off); bf16 = bf16 autocast, eager; compile = bf16 autocast + torch.compile of the network
 (TF32 on, as train.py's system block). Losses, matching and the sampler loop stay eager. On CPU, bf16 / compile
 run too (CPU autocast, inductor's C++ backend): a check that the path works, not the speed a GPU gets from it.
@@ -76,6 +81,8 @@ def parse_args(argv=None):
     p.add_argument("--peak_tflops", type=float, help="peak for MFU (default: 989 on CUDA, none on CPU)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", action="store_true", help="time data loading instead of the models")
+    p.add_argument("--data_clips", type=int, default=20, help="--data: clips timed per model")
     p.add_argument("--markdown", action="store_true", help="print a markdown table (default: aligned text)")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
@@ -210,8 +217,45 @@ def infer_fps(name, net, frames, device, autocast, warmup, seed, **kw):
     return len(frames) / (time.perf_counter() - t0)
 
 
+def data_rows(args):
+    """--data: per model, one worker's ClipDataset throughput at the paper recipe -> table rows (lists of strings)."""
+    import tempfile
+    from train import PAD_VALUE, RECIPES
+    torch.set_num_threads(1)  # a DataLoader worker runs torch ops on one thread
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        seqs = data.synthetic_sequences(2, seed=args.seed, num_frames=8, height=375, width=1242, num_objects=8)
+        data.write_kitti_step(seqs, tmp, "train")
+        seqs = data.load_sequences("kitti_step", tmp, "train")
+        frames = [(s, i) for s in seqs for i in range(len(s))]
+        t0 = time.perf_counter()
+        for s, i in frames:
+            s.image(i)
+        ms_image = (time.perf_counter() - t0) * 1000 / len(frames)
+        t0 = time.perf_counter()
+        for s, i in frames:
+            s.label(i)
+        ms_label = (time.perf_counter() - t0) * 1000 / len(frames)
+        for name in args.models:
+            r = RECIPES[(name, "paper")]
+            crop, scale = tuple(map(int, r["crop"].split("x"))), tuple(map(float, r["scale"].split(",")))
+            mode, T = ("consecutive", 2) if name == "pix2seq_d" else ("pair", 2)
+            clips = data.ClipDataset(seqs, mode, T, crop, scale, pad_value=PAD_VALUE[name])
+            clips[(0, [args.seed, 0, 0])]  # warm-up
+            t0 = time.perf_counter()
+            for i in range(args.data_clips):
+                clips[(i % len(clips), [args.seed, 0, i])]
+            ms = (time.perf_counter() - t0) * 1000 / args.data_clips
+            rows.append([name, r["crop"], r["scale"], str(T), f"{ms_image:.1f}", f"{ms_label:.1f}", f"{ms:.1f}",
+                         f"{1000 / ms:.1f}"])
+            print("done: " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 # -----------------------------------------------------------------------------
 
+DATA_COLUMNS = ["model", "crop", "scale", "frames/clip", "image PNG ms/frame", "label PNG ms/frame", "ms/clip",
+                "clips/s per worker"]
 COLUMNS = ["model", "preset", "mode", "crop", "batch", "train ms/step", "train clips/s", "train frames/s", "peak mem",
            "GFLOP/step", "MFU", "infer frames/s (20 steps)", "infer frames/s (5 steps / tracking)"]
 
@@ -259,14 +303,15 @@ def benchmark_rows(name, preset, args, device):
     return rows
 
 
-def format_table(rows, markdown):
-    """Rows of strings -> a markdown table or aligned text, columns padded to their widest cell."""
-    width = [max(len(r[i]) for r in [COLUMNS] + rows) for i in range(len(COLUMNS))]
-    line = lambda r: [c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, width))]  # noqa: E731
+def format_table(rows, markdown, columns=COLUMNS, text=5):
+    """Rows of strings -> a markdown table or aligned text, columns padded to their widest cell; the first `text`
+    columns left-aligned, the numbers after them right-aligned."""
+    width = [max(len(r[i]) for r in [columns] + rows) for i in range(len(columns))]
+    line = lambda r: [c.ljust(w) if i < text else c.rjust(w) for i, (c, w) in enumerate(zip(r, width))]  # noqa: E731
     if not markdown:
-        return "\n".join("  ".join(line(r)) for r in [COLUMNS] + rows)
-    rule = [("-" * (w - 1) + ":") if i >= 5 else "-" * w for i, w in enumerate(width)]
-    return "\n".join("| " + " | ".join(r) + " |" for r in [line(COLUMNS), rule] + [line(r) for r in rows])
+        return "\n".join("  ".join(line(r)) for r in [columns] + rows)
+    rule = [("-" * (w - 1) + ":") if i >= text else "-" * w for i, w in enumerate(width)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [line(columns), rule] + [line(r) for r in rows])
 
 
 def main(args):
@@ -274,6 +319,14 @@ def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.data:
+        rows = data_rows(args)
+        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        print(f"command: {'`' + command + '`' if args.markdown else command}")
+        print(f"device: {device_name(torch.device('cpu'))} | torch {torch.__version__} | git {git_commit()}")
+        print(f"{args.data_clips} clips per model after one warm-up, 2 sequences x 8 frames of 375x1242 PNGs\n")
+        print(format_table(rows, args.markdown, DATA_COLUMNS, 4))
+        return rows
     rows = []
     for name in args.models:
         for preset in args.presets:

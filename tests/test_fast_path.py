@@ -27,3 +27,5 @@ def test_check_fast_path_rejects_bad_flags():
         check_fast_path.parse_args(["--device", "cpu", "--steps", "3"])
     with pytest.raises(SystemExit):
         check_fast_path.parse_args(["--device", "cpu", "--models", "knet"])
+    with pytest.raises(SystemExit):
+        check_fast_path.parse_args(["--device", "cpu", "--ckpt", "out/ckpt.pt", "--models", "video_knet"])

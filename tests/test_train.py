@@ -89,17 +89,17 @@ def test_nan_loss_is_skipped_then_stops(tmp_path, monkeypatch):
     real = pix2seq_d.compute_loss
     calls = {"n": 0}
 
-    def sometimes_nan(model, *a, **kw):
+    def sometimes_nan(model, images, *a, **kw):  # NaN images: a NaN loss, and NaN BatchNorm running statistics
         calls["n"] += 1
-        loss, logs = real(model, *a, **kw)
-        return (loss * float("nan") if calls["n"] in (2, 3) else loss), logs
+        return real(model, images * float("nan") if calls["n"] in (2, 3) else images, *a, **kw)
 
     monkeypatch.setattr(pix2seq_d, "compute_loss", sometimes_nan)
     out = tmp_path / "nan"
     train.main(train.parse_args(["--out_dir", str(out)] + FAST))
     ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 2 and calls["n"] == 4  # two NaN steps skipped, two real ones taken
-    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    for weights in (ckpt["model"], ckpt["ema"]):  # the skipped steps left no trace, BN statistics included
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
     monkeypatch.setattr(pix2seq_d, "compute_loss", lambda m, *a, **kw: (real(m, *a, **kw)[0] * float("inf"), {}))
     with pytest.raises(RuntimeError, match="non-finite steps in a row"):
