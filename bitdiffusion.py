@@ -15,8 +15,8 @@ The recipe, top to bottom:
 
 Differences from the official code:
   - Channel-first (B, C, H, W) tensors instead of (B, H, W, C); gamma is (B,) instead of (B, 1, 1, 1).
-  - encode / int_to_bits raise ValueError on ids outside [0, 2^n) (official: keeps the low n bits, so ids alias);
-    on CUDA the check is an asynchronous device-side assert instead (no host sync in a training step).
+  - encode / int_to_bits / softmax_xent_loss raise ValueError on ids outside [0, 2^n) (official: keeps the low n
+    bits, so ids alias); on CUDA the check is an asynchronous device-side assert instead (no host sync).
   - decode returns the raw integers; the official clamp to num_classes - 1 / max_instances - 1 is the caller's.
   - The denoiser returns logits when sampling too, and the sampler turns them into x0 (official: the network
     does that itself when not training).
@@ -40,20 +40,24 @@ import torch.nn.functional as F
 # Analog bits
 
 
+def _check_range(x, hi, what):
+    """Integer tensor x -> None if every value is in [0, hi), else a ValueError naming the range found (a host
+    sync). On CUDA an asynchronous device-side assert instead, so a training step does not wait for the GPU."""
+    if x.numel() == 0:
+        return
+    if x.device.type == "cuda":
+        x = x.long()  # the bound must not wrap around in a narrow integer type
+        torch._assert_async(((x >= 0) & (x < hi)).all(), f"bitdiffusion: {what} must lie in [0, {hi})")
+    elif int(x.min()) < 0 or int(x.max()) >= hi:
+        raise ValueError(f"bitdiffusion: {what} must lie in [0, {hi}), got range [{int(x.min())}, {int(x.max())}]")
+
+
 def _check_ids(x, n_bits):
     if not isinstance(n_bits, int) or not 1 <= n_bits <= 62:
         raise ValueError(f"bitdiffusion: n_bits must be an int in [1, 62], got {n_bits!r}")
     if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool or x.dim() < 2:
         raise ValueError(f"bitdiffusion: expected an integer tensor (B, G, H, W), got {x.dtype} {tuple(x.shape)}")
-    if x.numel() == 0:
-        return
-    if x.device.type == "cuda":  # an asynchronous device-side assert: a training step does not wait for the GPU
-        x = x.long()  # the bound 2^n_bits must not wrap around in a narrow integer type
-        torch._assert_async(((x >= 0) & (x < 2 ** n_bits)).all(),
-                            f"bitdiffusion: ids must lie in [0, {2 ** n_bits}) for n_bits={n_bits}")
-    elif int(x.min()) < 0 or int(x.max()) >= 2 ** n_bits:
-        raise ValueError(f"bitdiffusion: ids must lie in [0, {2 ** n_bits}) for n_bits={n_bits}, "
-                         f"got range [{int(x.min())}, {int(x.max())}]")
+    _check_range(x, 2 ** n_bits, f"ids for n_bits={n_bits}")
 
 
 def _group_view(x, n):
@@ -135,8 +139,7 @@ def softmax_xent_loss(logits, target, weight=None):
     n_classes = grouped.shape[2]
     if grouped.shape[1] != target.shape[1] or n_classes & (n_classes - 1):
         raise ValueError(f"bitdiffusion: logits {tuple(logits.shape)} are not G={target.shape[1]} groups of 2^n")
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
-        raise ValueError(f"bitdiffusion: target ids must lie in [0, {n_classes})")
+    _check_range(target, n_classes, "target ids")
     ce = F.cross_entropy(grouped.transpose(1, 2), target.long(), reduction="none")  # (B, G, H, W)
     if weight is not None:
         ce = ce * weight.unsqueeze(1)

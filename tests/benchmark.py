@@ -3,6 +3,7 @@
     python tests/benchmark.py                                 # CPU: tiny presets, crop 64x192, batch 8, eager fp32
     python tests/benchmark.py --device cuda --markdown        # GPU: tiny + paper presets, eager fp32 vs bf16 + compile
     python tests/benchmark.py --data --markdown               # data loading: clips/s of one DataLoader worker
+    python tests/benchmark.py --ops --markdown                # PyTorch ops per training step, inside / outside the net
     OMP_NUM_THREADS=1 python tests/benchmark.py --iters 3 --warmup 1 --infer_frames 3   # a quick smoke run
 
 Per model, preset and mode:
@@ -26,6 +27,12 @@ Per model, preset and mode:
              recipe's crop and scale (train.py RECIPES) over a KITTI-STEP tree of synthetic 375x1242 PNGs written to a
              temp dir, one thread (as in a worker); PNG decoding per frame timed apart. The GPU's training clips/s
              divided by it is the number of workers a GPU needs (train.py --num_workers).
+  ops        (--ops, instead of the above) aten ops dispatched in one eager training step of --batch_size clips
+             (default 1: Video K-Net's paper recipe per GPU, 8 clips / 8 GPUs; Pix2Seq-D's counts do not depend on
+             the batch) at the crop size: in the network's forward (what torch.compile fuses), outside it
+             (targets, matching, losses: eager, one launch each on a GPU) and in backward, plus the ops that make
+             the host wait for the device (item / int / bool, nonzero, unique); Video K-Net's matching also copies
+             each cost matrix to the host (4 per frame, not seen by the counter on CPU). Device-independent counts.
 Modes: eager = fp32 (TF32 off); bf16 = bf16 autocast, eager; compile = bf16 autocast + torch.compile of the network
 (TF32 on, as train.py's system block). Losses, matching and the sampler loop stay eager. On CPU, bf16 / compile
 run too (CPU autocast, inductor's C++ backend): a check that the path works, not the speed a GPU gets from it.
@@ -83,6 +90,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", action="store_true", help="time data loading instead of the models")
     p.add_argument("--data_clips", type=int, default=20, help="--data: clips timed per model")
+    p.add_argument("--ops", action="store_true", help="count the ops of a training step instead of timing models")
     p.add_argument("--markdown", action="store_true", help="print a markdown table (default: aligned text)")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
@@ -252,8 +260,57 @@ def data_rows(args):
     return rows
 
 
+SYNC_OPS = {"_local_scalar_dense", "nonzero", "_unique2", "unique_dim", "unique_consecutive", "masked_select"}
+
+
+def ops_rows(args):
+    """--ops: per model and preset, aten ops of one eager training step (forward split at the network) -> rows."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.where, self.ops, self.syncs = "loss", {}, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[self.where] = self.ops.get(self.where, 0) + 1
+            self.syncs += func.overloadpacket.__name__ in SYNC_OPS
+            return func(*args, **(kwargs or {}))
+
+    rows = []
+    for name in args.models:
+        for preset in args.presets:
+            module, (H, W) = MODELS[name][2], args.crop or DEFAULTS[preset]["crop"]
+            raw, cfg = build_model(name, dict(module.PRESETS[preset]))
+            raw.train()
+            T = 1 + cfg.num_cond_frames if name == "pix2seq_d" else 2
+            B = args.batch_size or 1
+            batch = make_clips(B, T, H, W, torch.device("cpu"), args.seed)
+            count = Count()
+
+            def network(*a, **kw):  # compute_loss calls this in place of the model; the counter notes where it is
+                count.where = "network"
+                try:
+                    return raw(*a, **kw)
+                finally:
+                    count.where = "loss"
+
+            network.cfg, network.module = raw.cfg, raw
+            with count:
+                loss, _ = module.compute_loss(network, *batch, generator=torch.Generator().manual_seed(args.seed))
+                count.where = "backward"
+                loss.backward()
+            o = count.ops
+            rows.append([name, preset, f"{H}x{W}", f"{B}x{T}", str(o["network"]), str(o["loss"]), str(o["backward"]),
+                         str(count.syncs)])
+            print("done: " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 # -----------------------------------------------------------------------------
 
+OPS_COLUMNS = ["model", "preset", "crop", "batch", "forward ops: network", "forward ops: outside", "backward ops",
+               "syncing ops"]
 DATA_COLUMNS = ["model", "crop", "scale", "frames/clip", "image PNG ms/frame", "label PNG ms/frame", "ms/clip",
                 "clips/s per worker"]
 COLUMNS = ["model", "preset", "mode", "crop", "batch", "train ms/step", "train clips/s", "train frames/s", "peak mem",
@@ -319,6 +376,13 @@ def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.ops:
+        rows = ops_rows(args)
+        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        print(f"command: {'`' + command + '`' if args.markdown else command}")
+        print(f"torch {torch.__version__} | git {git_commit()} | one eager fp32 training step, aten ops dispatched\n")
+        print(format_table(rows, args.markdown, OPS_COLUMNS, 4))
+        return rows
     if args.data:
         rows = data_rows(args)
         command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -26,3 +26,13 @@ def test_bad_flags():
     for argv in (["--modes", "fast"], ["--crop", "64"], ["--iters", "0"]):
         with pytest.raises(SystemExit):
             benchmark.parse_args(["--device", "cpu"] + argv)
+
+
+def test_ops_rows_split_the_step_at_the_network():
+    rows = benchmark.main(benchmark.parse_args(["--ops", "--device", "cpu", "--crop", "64x96"]))
+    cells = {r[0]: dict(zip(benchmark.OPS_COLUMNS, r)) for r in rows}
+    assert set(cells) == {"pix2seq_d", "video_knet"}
+    for c in cells.values():
+        assert all(int(c[k]) > 0 for k in ("forward ops: network", "forward ops: outside", "backward ops"))
+    # Pix2Seq-D's loss is a few batched ops; Video K-Net's per-frame targets, matching and losses are many more
+    assert int(cells["pix2seq_d"]["forward ops: outside"]) < int(cells["video_knet"]["forward ops: outside"])

@@ -85,6 +85,10 @@ def test_bad_shapes_raise_value_error():
         bd.softmax_xent_loss(torch.zeros(1, 512, 2, 2), torch.zeros(1, 2, 3, 3, dtype=torch.long))
     with pytest.raises(ValueError):
         bd.softmax_xent_loss(torch.zeros(1, 12, 2, 2), torch.zeros(1, 2, 2, 2, dtype=torch.long))  # 6 is not 2^n
+    with pytest.raises(ValueError, match=r"target ids must lie in \[0, 256\), got range \[0, 256\]"):
+        bd.softmax_xent_loss(torch.zeros(1, 512, 1, 2), torch.tensor([0, 256, 0, 1]).view(1, 2, 1, 2))
+    with pytest.raises(ValueError, match=r"ids for n_bits=3 must lie in \[0, 8\), got range \[-1, 0\]"):
+        bd.encode(torch.tensor([[[[-1, 0]]]]), n_bits=3)
     with pytest.raises(ValueError):
         bd.sample_times(10, -1.0)
 
