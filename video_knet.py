@@ -339,25 +339,39 @@ def hungarian(cost):
 @torch.no_grad()
 @torch.autocast("cuda", enabled=False)  # matching in fp32, also under the caller's autocast
 def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_mask=1.0, w_dice=4.0):
-    """(Q, h, w) logits, (Q, Kt) logits or None, (G, h, w) soft targets, (G,) int64, (h, w) weights -> (Q, G) cost.
+    """(..., Q, h, w) logits, (..., Q, Kt) logits or None, (..., G, h, w) soft targets, (..., G) int64, (..., h, w)
+    weights -> (..., Q, G) cost; the leading dims (e.g. frames) are independent problems.
 
     mmdet's FocalLossCost (alpha 0.25, gamma 2) + MaskCost (minus soft pixel accuracy, p clamped >= 0.01) +
     DiceCost (p clamped >= 0.001, eps 1e-3); pixels with weight 0 (void, crowd) are left out."""
-    w, t = weights.flatten().float(), targets.flatten(1).float()
-    p = mask_logits.flatten(1).float().sigmoid()
+    w, t = weights.flatten(-2).float().unsqueeze(-2), targets.flatten(-2).float()  # (..., 1, P), (..., G, P)
+    p = mask_logits.flatten(-2).float().sigmoid()  # (..., Q, P)
     pm, pd, td = p.clamp(min=0.01) * w, p.clamp(min=0.001) * w, t * w
-    cost = -w_mask * (pm @ t.T + (w - pm) @ (1 - t).T) / w.sum().clamp(min=1)
-    cost = cost - w_dice * 2 * (pd @ td.T) / ((pd * pd).sum(1)[:, None] + (td * td).sum(1)[None] + 2e-3)
+    tr = lambda x: x.transpose(-1, -2)  # noqa: E731
+    cost = -w_mask * (pm @ tr(t) + (w - pm) @ tr(1 - t)) / w.sum(-1, keepdim=True).clamp(min=1)
+    cost = cost - w_dice * 2 * (pd @ tr(td)) / ((pd * pd).sum(-1)[..., :, None] + (td * td).sum(-1)[..., None, :]
+                                                + 2e-3)
     if cls_logits is not None:
-        q = cls_logits.float().sigmoid()[:, labels]  # (Q, G)
+        q = cls_logits.float().sigmoid()  # (..., Q, Kt) -> (..., Q, G): each GT's class column
+        q = q.gather(-1, labels.unsqueeze(-2).expand(*q.shape[:-1], labels.shape[-1]))
         cost = cost + w_cls * (-(q + 1e-12).log() * 0.25 * (1 - q) ** 2 + (1 - q + 1e-12).log() * 0.75 * q ** 2)
     return cost
 
-def assign(mask_logits, cls_logits, tgt, cfg):
-    """(Q, h, w) thing logits, (Q, Kt) logits or None, one frame's targets -> (kernel idx (P,), GT idx (P,)) int64."""
-    cost = match_cost(mask_logits, cls_logits, tgt["thing"], tgt["thing_label"], tgt["valid"], cfg.w_cls, cfg.w_bce,
-                      cfg.w_dice)  # (Q, G); a host sync for the matching, as in the original (scipy)
-    return [torch.as_tensor(a, device=mask_logits.device) for a in hungarian(cost.cpu().numpy())]
+def assign(costs, sizes):
+    """(..., nf, Q, G) costs, GT padded to G (frame f has sizes[f]) -> per problem set (the leading dims, flattened):
+    a (3, P) int64 numpy array of (frame, kernel, GT) pairs, each frame's min-cost matching in frame order, and the
+    (nf + 1,) starts of each frame's pairs.
+
+    One host copy for every set and frame (the original syncs once per image for scipy), then Hungarian per frame."""
+    host = costs.detach().cpu().numpy()
+    flat = host.reshape(math.prod(host.shape[:-3]), *host.shape[-3:])  # (problem sets, nf, Q, G); G may be 0
+    out, starts = [], []
+    for c in flat:  # one problem set (e.g. one stage): every frame
+        pairs = [hungarian(c[f, :, :g]) for f, g in enumerate(sizes)]
+        out.append(np.concatenate([np.stack([np.full(len(k), f), k, g]) for f, (k, g) in enumerate(pairs)], 1)
+                   if pairs else np.zeros((3, 0), dtype=np.int64))
+        starts.append(np.cumsum([0] + [len(k) for k, _ in pairs]))
+    return out, starts
 
 
 # -----------------------------------------------------------------------------
@@ -378,6 +392,18 @@ def frame_targets(semantic, instance, train_to_model, num_thing_classes, num_cla
     return dict(thing=pool(key[None] == ids[:, None, None]), thing_label=ids // 2 ** 32, thing_id=ids,
                 stuff=pool(stuff), stuff_present=stuff.flatten(1).any(1), label=lab[::2, ::2],
                 valid=pool(((lab != 255) & ~(is_thing & (instance == 0)))[None])[0])
+
+def batch_targets(tg):
+    """nf frames' targets (frame_targets) -> one dict with a leading frame dim, GT things zero-padded to the most in
+    a frame (G): thing (nf, G, h, w), thing_label (nf, G), stuff (nf, K - Kt, h, w), stuff_present (nf, K - Kt),
+    valid (nf, h, w), label (nf, h, w), and sizes: the frames' GT counts (host ints, from shapes: no sync)."""
+    sizes = [len(t["thing_id"]) for t in tg]
+    G = max(sizes)
+    pad = lambda x, n: F.pad(x, (0, 0) * (x.dim() - 1) + (0, n))  # noqa: E731  zeros after the first dim's n rows
+    out = {k: torch.stack([t[k] for t in tg]) for k in ("stuff", "stuff_present", "valid", "label")}
+    out["thing"] = torch.stack([pad(t["thing"], G - n) for t, n in zip(tg, sizes)])
+    out["thing_label"] = torch.stack([pad(t["thing_label"], G - n) for t, n in zip(tg, sizes)])
+    return {**out, "sizes": sizes}
 
 def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     """(..., K) logits, (..., K) {0, 1} targets -> (..., K) elementwise sigmoid focal loss (RetinaNet)."""
@@ -407,19 +433,22 @@ def cosine_l2(cos, pos, neg_margin=0.1, neg_pos_ub=3):
     keep[neg[err.detach()[neg].topk(min(len(neg), neg_pos_ub * int(pos.sum()))).indices]] = True
     return err[keep].mean()
 
-def stage_losses(masks, cls, tgt, kernel_idx, gt_idx, nt, kt):
-    """One image, one stage: (N, h, w) stride-2 logits, (N, K) logits, targets, matched pairs -> (focal, BCE, dice)
-    summed over positives (matched thing kernels and the kernels of present stuff classes)."""
-    present = tgt["stuff_present"].nonzero().squeeze(1)
-    rows, tmask = torch.cat([kernel_idx, nt + present]), torch.cat([tgt["thing"][gt_idx], tgt["stuff"][present]])
-    w, (n, k) = tgt["valid"].expand_as(tmask), cls.shape
+def stage_losses(masks, cls, tgt, idx, present, nt, kt):
+    """All frames, one stage: (nf, N, h, w) stride-2 logits, (nf, N, K) logits, batched targets (batch_targets),
+    matched (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, S) -> per frame (focal, BCE, dice), each
+    (nf,) summed over the frame's positives (matched thing kernels and the kernels of present stuff classes)."""
+    (fr, k, g), (sf, sj) = idx, present
+    rows_f, rows_k = torch.cat([fr, sf]), torch.cat([k, nt + sj])
+    tmask = torch.cat([tgt["thing"][fr, g], tgt["stuff"][sf, sj]])  # (P + S, h, w)
+    nf, n, K = cls.shape
     target, weight = torch.zeros_like(cls), torch.zeros_like(cls)
-    target[kernel_idx, tgt["thing_label"][gt_idx]] = 1
-    target[nt + present, kt + present] = 1
-    weight[:nt, :kt] = 1  # thing kernels learn the thing classes; stuff kernels only their own class' presence
-    weight[torch.arange(nt, n), torch.arange(kt, k)] = 1
-    bce, dice = mask_losses(masks[rows], tmask, w)
-    return (sigmoid_focal(cls, target) * weight).sum(), bce.sum(), dice.sum()
+    target[fr, k, tgt["thing_label"][fr, g]] = 1
+    target[sf, nt + sj, kt + sj] = 1
+    weight[:, :nt, :kt] = 1  # thing kernels learn the thing classes; stuff kernels only their own class' presence
+    weight[:, torch.arange(nt, n), torch.arange(kt, K)] = 1
+    bce, dice = mask_losses(masks[rows_f, rows_k], tmask, tgt["valid"][rows_f])
+    per_frame = lambda v: v.new_zeros(nf).index_add_(0, rows_f, v)  # noqa: E731
+    return (sigmoid_focal(cls, target) * weight).sum((1, 2)), per_frame(bce), per_frame(dice)
 
 def rank_target(tgt, kernel_idx, gt_idx):
     """One frame's targets, matched pairs -> (h, w) int64: the last matched kernel whose GT mask covers a pixel, -1."""
@@ -464,29 +493,38 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
     up = lambda t: F.interpolate(t.float(), scale_factor=4, mode="bilinear", align_corners=False)  # noqa: E731
     sem, ins = (t.transpose(0, 1).flatten(0, 1) for t in (semantic, instance))  # (2B, H, W), key frames first
     tg = [frame_targets(sem[i], ins[i], raw.train_to_model, kt, cfg.num_classes) for i in range(2 * B)]
+    tgt = batch_targets(tg)
     rpn, seg = up(out["rpn_masks"][:, :nt]), up(out["seg_logits"])
     masks, cls = [up(m) for m in out["masks"]], [c.float() for c in out["cls"]]
     on = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]  # matches[s] used by stage s
-    matches = [[assign(m[i], None if c is None else c[i], tg[i], cfg) for i in range(2 * B)] for m, c in on]
-    counts = torch.tensor([[len(t["thing_id"]), len(t["thing_id"]) + int(t["stuff_present"].sum())] for t in tg],
-                          dtype=torch.float32, device=images.device).view(2, B, 2).sum(1)  # (frame, [thing, all])
+    costs = torch.stack([match_cost(m, c, tgt["thing"], tgt["thing_label"], tgt["valid"], cfg.w_cls, cfg.w_bce,
+                                    cfg.w_dice) for m, c in on])  # (S + 1, 2B, Nt, G)
+    pairs, starts = assign(costs, tgt["sizes"])  # all sets and frames in one host copy, Hungarian per frame
+    matches = [torch.as_tensor(m, device=images.device) for m in pairs]  # per set (3, P): frame, kernel, GT
+    frame_pairs = lambda s, i: matches[s][1:, starts[s][i]:starts[s][i + 1]]  # noqa: E731  set s, frame i
+
+    # set losses: summed per frame, divided by that frame's (key or reference) GT mask count
+    n_thing = torch.tensor(tgt["sizes"], dtype=torch.float32, device=images.device)
+    counts = torch.stack([n_thing, n_thing + tgt["stuff_present"].sum(1)], 1)  # (2B, [thing, all])
+    counts = counts.view(2, B, 2).sum(1)  # (frame, [thing, all])
     counts = (reduce_counts(counts) if reduce_counts else counts).clamp(min=1)
+    normed = lambda v, c: (v.view(2, B).sum(1) / c).sum()  # noqa: E731  (2B,) per-frame sums -> sum of v / count
     L = dict.fromkeys(("rpn_bce", "rpn_dice", "rank", "seg", "cls", "bce", "dice"), 0.0)
-    for i in range(2 * B):
-        (n_thing, n_all), t, (ki, gi) = counts[i // B], tg[i], matches[0][i]
-        bce, dice = mask_losses(rpn[i, ki], t["thing"][gi], t["valid"].expand(len(gi), -1, -1))
-        L["rpn_bce"], L["rpn_dice"] = L["rpn_bce"] + bce.sum() / n_thing, L["rpn_dice"] + dice.sum() / n_thing
-        for s in range(S):
-            for k, v in zip(("cls", "bce", "dice"), stage_losses(masks[s][i], cls[s][i], t, *matches[s][i], nt, kt)):
-                L[k] += v / n_all
+    fr, k, g = matches[0]
+    bce, dice = mask_losses(rpn[fr, k], tgt["thing"][fr, g], tgt["valid"][fr])  # (P,) each
+    L["rpn_bce"], L["rpn_dice"] = (normed(rpn.new_zeros(2 * B).index_add(0, fr, v), counts[:, 0]) for v in (bce, dice))
+    present = tgt["stuff_present"].nonzero().T  # (2, S): frame, stuff class
+    for s in range(S):
+        for key, v in zip(("cls", "bce", "dice"), stage_losses(masks[s], cls[s], tgt, matches[s], present, nt, kt)):
+            L[key] += normed(v, counts[:, 1])
     for f in range(2):  # per-pixel CEs, over the labelled pixels of the frame's B images
         fs = slice(f * B, (f + 1) * B)
-        rank = torch.stack([rank_target(tg[i], *matches[0][i]) for i in range(fs.start, fs.stop)])
-        label = torch.stack([tg[i]["label"] for i in range(fs.start, fs.stop)])
+        rank = torch.stack([rank_target(tg[i], *frame_pairs(0, i)) for i in range(fs.start, fs.stop)])
         L["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / (rank >= 0).sum().clamp(min=1)
+        label = tgt["label"][fs]
         n_label = (label != 255).sum().clamp(min=1)
         L["seg"] += F.cross_entropy(seg[fs], label, ignore_index=255, reduction="sum") / n_label
-    L["track"], L["track_aux"] = track_losses(out["embeds"].float(), tg, matches[S], B)
+    L["track"], L["track_aux"] = track_losses(out["embeds"].float(), tg, [frame_pairs(S, i) for i in range(2 * B)], B)
     loss = (cfg.w_bce * (L["rpn_bce"] + L["bce"]) + cfg.w_dice * (L["rpn_dice"] + L["dice"]) + cfg.w_cls * L["cls"]
             + cfg.w_rank * L["rank"] + cfg.w_seg * L["seg"] + cfg.w_track * L["track"]
             + cfg.w_track_aux * L["track_aux"])

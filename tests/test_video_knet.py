@@ -72,8 +72,17 @@ def test_assign_recovers_a_permutation_of_hand_built_masks():
     perm = torch.tensor([2, 0, 1])  # kernel k+1 predicts GT perm[k]; kernel 0 predicts nothing
     logits = torch.full((4, 8, 8), -10.0)
     logits[1:] = tgt_masks[perm] * 20 - 10
-    rows, cols = vk.assign(logits, None, tgt, cfg)
-    assert rows.tolist() == [1, 2, 3] and cols.tolist() == perm.tolist()
+    cost = vk.match_cost(logits, None, tgt["thing"], tgt["thing_label"], tgt["valid"], cfg.w_cls, cfg.w_bce,
+                         cfg.w_dice)  # (4, 3)
+    (pairs,), (starts,) = vk.assign(cost[None, None], [3])
+    assert pairs.tolist() == [[0, 0, 0], [1, 2, 3], perm.tolist()] and starts.tolist() == [0, 3]
+    # two frames at once, the second with one GT (padded to 3): each frame is its own problem
+    costs = torch.stack([cost, cost[:, [2, 0, 1]]])  # frame 1: GT 0 is the old GT 2
+    (pairs,), (starts,) = vk.assign(costs[None], [3, 1])
+    assert starts.tolist() == [0, 3, 4] and pairs[:, 3].tolist() == [1, 1, 0]  # kernel 1 predicts the old GT 2
+    batched = vk.match_cost(torch.stack([logits, logits.flip(0)]), None, torch.stack([tgt_masks] * 2),
+                            torch.tensor([[0, 1, 1]] * 2), torch.ones(2, 8, 8))
+    assert torch.allclose(batched[0], cost) and torch.allclose(batched[1], cost.flip(0))
 
 
 # -----------------------------------------------------------------------------
@@ -137,12 +146,33 @@ def test_rank_target_and_stage_losses_on_hand_built_masks():
     masks[1], masks[3], masks[4] = thing[1] * 40 - 20, thing[0] * 40 - 20, stuff[0] * 40 - 20
     cls = torch.full((6, 4), -20.0)  # K = 4: 2 thing classes, 2 stuff classes
     cls[1, 1] = cls[3, 0] = cls[4, 2] = 20.0
-    focal, bce, dice = vk.stage_losses(masks, cls, tgt, kernel_idx, gt_idx, 4, 2)
-    assert max(focal.item(), bce.item(), dice.item()) < 1e-3  # dice: the eps terms only
+    batched = {k: v[None] for k, v in tgt.items()}  # one frame
+    idx, present = torch.stack([torch.zeros(2, dtype=torch.long), kernel_idx, gt_idx]), torch.tensor([[0], [0]])
+    losses = lambda: [v.item() for v in vk.stage_losses(masks[None], cls[None], batched, idx, present, 4, 2)]  # noqa
+    assert max(losses()) < 1e-3  # dice: the eps terms only
     cls[0, 3] = cls[5, 0] = 20.0  # a thing kernel's stuff logit, a stuff kernel's thing logit: both unweighted
-    assert vk.stage_losses(masks, cls, tgt, kernel_idx, gt_idx, 4, 2)[0].item() < 1e-5
+    assert losses()[0] < 1e-5
     cls[0, 1] = 20.0  # an unmatched thing kernel claims "car": a false positive
-    assert vk.stage_losses(masks, cls, tgt, kernel_idx, gt_idx, 4, 2)[0].item() == pytest.approx(0.75 * 20, rel=1e-3)
+    assert losses()[0] == pytest.approx(0.75 * 20, rel=1e-3)
+
+
+def test_stage_losses_of_two_frames_are_those_of_each_frame_alone():
+    g = torch.Generator().manual_seed(0)
+    nf, N, K, nt, kt, G = 2, 6, 4, 4, 2, 3
+    tgt = dict(thing=torch.rand(nf, G, 4, 8, generator=g), thing_label=torch.randint(0, kt, (nf, G), generator=g),
+               stuff=torch.rand(nf, K - kt, 4, 8, generator=g), valid=(torch.rand(nf, 4, 8, generator=g) > 0.2).float(),
+               stuff_present=torch.tensor([[True, False], [True, True]]))
+    masks, cls = torch.randn(nf, N, 4, 8, generator=g), torch.randn(nf, N, K, generator=g)
+    idx = torch.tensor([[0, 0, 1], [1, 3, 0], [2, 0, 1]])  # frame 0: kernels 1, 3; frame 1: kernel 0
+    present = tgt["stuff_present"].nonzero().T
+    both = vk.stage_losses(masks, cls, tgt, idx, present, nt, kt)
+    for f in range(nf):
+        one = {k: v[f:f + 1] for k, v in tgt.items()}
+        sel = idx[0] == f
+        alone = vk.stage_losses(masks[f:f + 1], cls[f:f + 1], one, torch.stack([idx[0, sel] * 0, idx[1, sel],
+                                idx[2, sel]]), one["stuff_present"].nonzero().T, nt, kt)
+        for b, a in zip(both, alone):
+            assert b[f].item() == pytest.approx(a.item(), rel=1e-6)
 
 
 def test_frame_targets_on_a_hand_built_label_map():
