@@ -340,7 +340,8 @@ def hungarian(cost):
 @torch.autocast("cuda", enabled=False)  # matching in fp32, also under the caller's autocast
 def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_mask=1.0, w_dice=4.0):
     """(..., Q, h, w) logits, (..., Q, Kt) logits or None, (..., G, h, w) soft targets, (..., G) int64, (..., h, w)
-    weights -> (..., Q, G) cost; the leading dims (e.g. frames) are independent problems.
+    weights -> (..., Q, G) cost; the leading dims (e.g. frames) are independent problems. Memory: a few (..., Q,
+    h*w) float32 temporaries (for 16 frames of 100 kernels at 192x624, about 0.8 GB each).
 
     mmdet's FocalLossCost (alpha 0.25, gamma 2) + MaskCost (minus soft pixel accuracy, p clamped >= 0.01) +
     DiceCost (p clamped >= 0.001, eps 1e-3); pixels with weight 0 (void, crowd) are left out."""
@@ -358,19 +359,19 @@ def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_m
     return cost
 
 def assign(costs, sizes):
-    """(..., nf, Q, G) costs, GT padded to G (frame f has sizes[f]) -> per problem set (the leading dims, flattened):
-    a (3, P) int64 numpy array of (frame, kernel, GT) pairs, each frame's min-cost matching in frame order, and the
-    (nf + 1,) starts of each frame's pairs.
+    """(R, nf, Q, G) costs of R matching rounds over nf frames, GT padded to G (frame f has sizes[f]) -> per round a
+    (3, P) int64 numpy array of (frame, kernel, GT) pairs, each frame's min-cost matching in frame order, and the
+    (nf + 1,) starts of each frame's pairs. GT indices are frame-local.
 
-    One host copy for every set and frame (the original syncs once per image for scipy), then Hungarian per frame."""
-    host = costs.detach().cpu().numpy()
-    flat = host.reshape(math.prod(host.shape[:-3]), *host.shape[-3:])  # (problem sets, nf, Q, G); G may be 0
+    One host copy for every round and frame (the original syncs once per image for scipy), then Hungarian per frame."""
+    R, nf, Q, G = costs.shape
+    if len(sizes) != nf or max(sizes, default=0) > G:
+        raise ValueError(f"assign: GT counts {sizes} do not fit {nf} frames of at most {G} GT")
     out, starts = [], []
-    for c in flat:  # one problem set (e.g. one stage): every frame
-        pairs = [hungarian(c[f, :, :g]) for f, g in enumerate(sizes)]
-        out.append(np.concatenate([np.stack([np.full(len(k), f), k, g]) for f, (k, g) in enumerate(pairs)], 1)
-                   if pairs else np.zeros((3, 0), dtype=np.int64))
-        starts.append(np.cumsum([0] + [len(k) for k, _ in pairs]))
+    for c in costs.detach().cpu().numpy():  # one round: every frame
+        frames = [hungarian(c[f, :, :n]) for f, n in enumerate(sizes)]  # G = 0 gives empty matchings
+        out.append(np.concatenate([np.stack([np.full(len(k), f), k, gt]) for f, (k, gt) in enumerate(frames)], 1))
+        starts.append(np.cumsum([0] + [len(k) for k, _ in frames]))
     return out, starts
 
 
@@ -433,13 +434,17 @@ def cosine_l2(cos, pos, neg_margin=0.1, neg_pos_ub=3):
     keep[neg[err.detach()[neg].topk(min(len(neg), neg_pos_ub * int(pos.sum()))).indices]] = True
     return err[keep].mean()
 
+def per_frame(v, frame, nf):
+    """(M,) values, (M,) int64 frame of each -> (nf,) sums per frame."""
+    return v.new_zeros(nf).index_add(0, frame, v)
+
 def stage_losses(masks, cls, tgt, idx, present, nt, kt):
     """All frames, one stage: (nf, N, h, w) stride-2 logits, (nf, N, K) logits, batched targets (batch_targets),
-    matched (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, S) -> per frame (focal, BCE, dice), each
-    (nf,) summed over the frame's positives (matched thing kernels and the kernels of present stuff classes)."""
+    matched (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, Ps) -> per frame (focal, BCE, dice),
+    each (nf,) summed over the frame's positives (matched thing kernels and the kernels of present stuff classes)."""
     (fr, k, g), (sf, sj) = idx, present
     rows_f, rows_k = torch.cat([fr, sf]), torch.cat([k, nt + sj])
-    tmask = torch.cat([tgt["thing"][fr, g], tgt["stuff"][sf, sj]])  # (P + S, h, w)
+    tmask = torch.cat([tgt["thing"][fr, g], tgt["stuff"][sf, sj]])  # (P + Ps, h, w)
     nf, n, K = cls.shape
     target, weight = torch.zeros_like(cls), torch.zeros_like(cls)
     target[fr, k, tgt["thing_label"][fr, g]] = 1
@@ -447,8 +452,7 @@ def stage_losses(masks, cls, tgt, idx, present, nt, kt):
     weight[:, :nt, :kt] = 1  # thing kernels learn the thing classes; stuff kernels only their own class' presence
     weight[:, torch.arange(nt, n), torch.arange(kt, K)] = 1
     bce, dice = mask_losses(masks[rows_f, rows_k], tmask, tgt["valid"][rows_f])
-    per_frame = lambda v: v.new_zeros(nf).index_add_(0, rows_f, v)  # noqa: E731
-    return (sigmoid_focal(cls, target) * weight).sum((1, 2)), per_frame(bce), per_frame(dice)
+    return (sigmoid_focal(cls, target) * weight).sum((1, 2)), per_frame(bce, rows_f, nf), per_frame(dice, rows_f, nf)
 
 def rank_target(tgt, kernel_idx, gt_idx):
     """One frame's targets, matched pairs -> (h, w) int64: the last matched kernel whose GT mask covers a pixel, -1."""
@@ -499,32 +503,33 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
     on = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]  # matches[s] used by stage s
     costs = torch.stack([match_cost(m, c, tgt["thing"], tgt["thing_label"], tgt["valid"], cfg.w_cls, cfg.w_bce,
                                     cfg.w_dice) for m, c in on])  # (S + 1, 2B, Nt, G)
-    pairs, starts = assign(costs, tgt["sizes"])  # all sets and frames in one host copy, Hungarian per frame
-    matches = [torch.as_tensor(m, device=images.device) for m in pairs]  # per set (3, P): frame, kernel, GT
-    frame_pairs = lambda s, i: matches[s][1:, starts[s][i]:starts[s][i + 1]]  # noqa: E731  set s, frame i
+    rounds, starts = assign(costs, tgt["sizes"])  # all rounds and frames in one host copy, Hungarian per frame
+    matches = torch.as_tensor(np.concatenate(rounds, 1), device=images.device).split([r.shape[1] for r in rounds], 1)
+    frame_match = lambda s, i: matches[s][1:, starts[s][i]:starts[s][i + 1]]  # noqa: E731  round s, frame i: (2, P_i)
 
-    # set losses: summed per frame, divided by that frame's (key or reference) GT mask count
+    # set losses: summed per frame, divided by the GT mask count of the B key (or reference) frames
     n_thing = torch.tensor(tgt["sizes"], dtype=torch.float32, device=images.device)
     counts = torch.stack([n_thing, n_thing + tgt["stuff_present"].sum(1)], 1)  # (2B, [thing, all])
     counts = counts.view(2, B, 2).sum(1)  # (frame, [thing, all])
     counts = (reduce_counts(counts) if reduce_counts else counts).clamp(min=1)
     normed = lambda v, c: (v.view(2, B).sum(1) / c).sum()  # noqa: E731  (2B,) per-frame sums -> sum of v / count
     L = dict.fromkeys(("rpn_bce", "rpn_dice", "rank", "seg", "cls", "bce", "dice"), 0.0)
-    fr, k, g = matches[0]
-    bce, dice = mask_losses(rpn[fr, k], tgt["thing"][fr, g], tgt["valid"][fr])  # (P,) each
-    L["rpn_bce"], L["rpn_dice"] = (normed(rpn.new_zeros(2 * B).index_add(0, fr, v), counts[:, 0]) for v in (bce, dice))
-    present = tgt["stuff_present"].nonzero().T  # (2, S): frame, stuff class
+    f_idx, k_idx, gt_idx = matches[0]  # the initial kernels' matching
+    bce, dice = mask_losses(rpn[f_idx, k_idx], tgt["thing"][f_idx, gt_idx], tgt["valid"][f_idx])  # (P,) each
+    L["rpn_bce"] = normed(per_frame(bce, f_idx, 2 * B), counts[:, 0])
+    L["rpn_dice"] = normed(per_frame(dice, f_idx, 2 * B), counts[:, 0])
+    present = tgt["stuff_present"].nonzero().T  # (2, Ps): frame, stuff class
     for s in range(S):
         for key, v in zip(("cls", "bce", "dice"), stage_losses(masks[s], cls[s], tgt, matches[s], present, nt, kt)):
             L[key] += normed(v, counts[:, 1])
     for f in range(2):  # per-pixel CEs, over the labelled pixels of the frame's B images
         fs = slice(f * B, (f + 1) * B)
-        rank = torch.stack([rank_target(tg[i], *frame_pairs(0, i)) for i in range(fs.start, fs.stop)])
+        rank = torch.stack([rank_target(tg[i], *frame_match(0, i)) for i in range(fs.start, fs.stop)])
         L["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / (rank >= 0).sum().clamp(min=1)
         label = tgt["label"][fs]
         n_label = (label != 255).sum().clamp(min=1)
         L["seg"] += F.cross_entropy(seg[fs], label, ignore_index=255, reduction="sum") / n_label
-    L["track"], L["track_aux"] = track_losses(out["embeds"].float(), tg, [frame_pairs(S, i) for i in range(2 * B)], B)
+    L["track"], L["track_aux"] = track_losses(out["embeds"].float(), tg, [frame_match(S, i) for i in range(2 * B)], B)
     loss = (cfg.w_bce * (L["rpn_bce"] + L["bce"]) + cfg.w_dice * (L["rpn_dice"] + L["dice"]) + cfg.w_cls * L["cls"]
             + cfg.w_rank * L["rank"] + cfg.w_seg * L["seg"] + cfg.w_track * L["track"]
             + cfg.w_track_aux * L["track_aux"])
