@@ -11,8 +11,10 @@ Differences from the original (and why):
 - Void and crowd pixels (thing class, instance 0) get weight 0 in the mask losses, mask costs and rank loss (the
   original: void is background, a crowd region a GT instance); the semantic CE keeps the crowd's class.
 - Semantic and rank CE average over labelled pixels (the original divides by all pixels, ignored ones included).
-- Set losses are divided per frame by its GT mask count, clamped >= 1, after an optional `reduce_counts` (DDP);
-  the original averages BCE / dice over the local positives.
+- Set losses are summed over the B key (and the B reference) frames and divided by those frames' GT mask count,
+  clamped >= 1, after an optional `reduce_counts` (DDP); the original averages BCE / dice over the local positives.
+- Matching: the cost matrices of all frames and rounds are computed batched and copied to the host at once, then
+  solved per frame (the original: one scipy call, and one sync, per image and round). Same assignments.
 - Linking runs after stage 3, not inside it: the same maths (linked kernels only feed the embedding), and the
   link modules live only in the last stage, so every parameter is used.
 - Both frames of a clip share one backbone pass (and BN statistics); data.py draws the reference offset (+-1, +-2)
@@ -483,8 +485,9 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
       stage s is matched on the detached outputs of stage s - 1 (stage 1 on the initial masks, no class cost);
     - tracking: a fresh match on each frame's last stage picks one kernel per GT instance; key (linked) and reference
       embeddings of one instance are positives: multi-positive CE on dot products (w_track) + L2 on cosines with
-      hard negatives (w_track_aux). Set losses are divided by the frame's GT mask count (things; things + present
-      stuff), clamped >= 1 after `reduce_counts` (optional, on the (2, 2) counts, e.g. a DDP all-reduce mean).
+      hard negatives (w_track_aux). Set losses of the B key (reference) frames are divided by their GT mask count
+      (things; things + present stuff), clamped >= 1 after `reduce_counts` (optional, on the (2, 2) counts, e.g. a
+      DDP all-reduce mean).
     `generator` is unused (the loss has no randomness)."""
     raw = getattr(model, "module", model)  # DDP / torch.compile wrappers -> the VideoKNet
     raw = getattr(raw, "_orig_mod", raw)
