@@ -32,7 +32,7 @@ Per model, preset and mode:
              the batch) at the crop size: in the network's forward (what torch.compile fuses), outside it
              (targets, matching, losses: eager, one launch each on a GPU) and in backward, plus the ops that make
              the host wait for the device (item / int / bool, nonzero, unique); Video K-Net's matching also copies
-             each cost matrix to the host (4 per frame, not seen by the counter on CPU). Device-independent counts.
+             its cost matrices to the host once per step (not seen by the counter on CPU). Device-independent.
 Modes: eager = fp32 (TF32 off); bf16 = bf16 autocast, eager; compile = bf16 autocast + torch.compile of the network
 (TF32 on, as train.py's system block). Losses, matching and the sampler loop stay eager. On CPU, bf16 / compile
 run too (CPU autocast, inductor's C++ backend): a check that the path works, not the speed a GPU gets from it.
@@ -228,7 +228,7 @@ def infer_fps(name, net, frames, device, autocast, warmup, seed, **kw):
 def data_rows(args):
     """--data: per model, one worker's ClipDataset throughput at the paper recipe -> table rows (lists of strings)."""
     import tempfile
-    from train import PAD_VALUE, RECIPES
+    import train
     torch.set_num_threads(1)  # a DataLoader worker runs torch ops on one thread
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,18 +244,17 @@ def data_rows(args):
         for s, i in frames:
             s.label(i)
         ms_label = (time.perf_counter() - t0) * 1000 / len(frames)
-        for name in args.models:
-            r = RECIPES[(name, "paper")]
-            crop, scale = tuple(map(int, r["crop"].split("x"))), tuple(map(float, r["scale"].split(",")))
-            mode, T = ("consecutive", 2) if name == "pix2seq_d" else ("pair", 2)
-            clips = data.ClipDataset(seqs, mode, T, crop, scale, pad_value=PAD_VALUE[name])
+        for name in args.models:  # train.py's paper recipe: crop, scale jitter, pad value, clip layout
+            r = train.parse_args(["--model", name, "--dataset", "kitti_step", "--root", tmp])
+            mode, T = ("consecutive", 2) if name == "pix2seq_d" else ("pair", 2)  # 1 conditioning frame / key + ref
+            clips = data.ClipDataset(seqs, mode, T, r.crop, r.scale, pad_value=train.PAD_VALUE[name])
             clips[(0, [args.seed, 0, 0])]  # warm-up
             t0 = time.perf_counter()
             for i in range(args.data_clips):
                 clips[(i % len(clips), [args.seed, 0, i])]
             ms = (time.perf_counter() - t0) * 1000 / args.data_clips
-            rows.append([name, r["crop"], r["scale"], str(T), f"{ms_image:.1f}", f"{ms_label:.1f}", f"{ms:.1f}",
-                         f"{1000 / ms:.1f}"])
+            crop, scale = "x".join(map(str, r.crop)), ",".join(map(str, r.scale))
+            rows.append([name, crop, scale, str(T)] + [f"{x:.1f}" for x in (ms_image, ms_label, ms, 1000 / ms)])
             print("done: " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
@@ -371,6 +370,12 @@ def format_table(rows, markdown, columns=COLUMNS, text=5):
     return "\n".join("| " + " | ".join(r) + " |" for r in [line(columns), rule] + [line(r) for r in rows])
 
 
+def print_command(args):
+    """The command line that made the table, in backticks for markdown."""
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    print(f"command: {'`' + command + '`' if args.markdown else command}")
+
+
 def main(args):
     device = torch.device(args.device)
     if args.threads:
@@ -378,15 +383,13 @@ def main(args):
     torch.manual_seed(args.seed)
     if args.ops:
         rows = ops_rows(args)
-        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-        print(f"command: {'`' + command + '`' if args.markdown else command}")
+        print_command(args)
         print(f"torch {torch.__version__} | git {git_commit()} | one eager fp32 training step, aten ops dispatched\n")
         print(format_table(rows, args.markdown, OPS_COLUMNS, 4))
         return rows
     if args.data:
         rows = data_rows(args)
-        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-        print(f"command: {'`' + command + '`' if args.markdown else command}")
+        print_command(args)
         print(f"device: {device_name(torch.device('cpu'))} | torch {torch.__version__} | git {git_commit()}")
         print(f"{args.data_clips} clips per model after one warm-up, 2 sequences x 8 frames of 375x1242 PNGs\n")
         print(format_table(rows, args.markdown, DATA_COLUMNS, 4))
@@ -395,8 +398,7 @@ def main(args):
     for name in args.models:
         for preset in args.presets:
             rows += benchmark_rows(name, preset, args, device)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    print(f"command: {'`' + command + '`' if args.markdown else command}")
+    print_command(args)
     print(f"device: {device_name(device)} | torch {torch.__version__} | git {git_commit()}")
     print(f"training: {args.iters} steps after {args.warmup} warmup, fixed synthetic batch on the device; batch = "
           f"clips x frames; peak mem: {'max_memory_allocated' if device.type == 'cuda' else 'process peak RSS'}")

@@ -83,6 +83,8 @@ def test_assign_recovers_a_permutation_of_hand_built_masks():
     batched = vk.match_cost(torch.stack([logits, logits.flip(0)]), None, torch.stack([tgt_masks] * 2),
                             torch.tensor([[0, 1, 1]] * 2), torch.ones(2, 8, 8))
     assert torch.allclose(batched[0], cost) and torch.allclose(batched[1], cost.flip(0))
+    with pytest.raises(ValueError, match="do not fit"):  # GT counts must match the frames and the padding
+        vk.assign(costs[None], [3, 4])
 
 
 # -----------------------------------------------------------------------------
