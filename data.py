@@ -155,23 +155,28 @@ def _group(images, labels, split, labelled):
     return [Sequence(f"{s:04d}", im, lab if labelled else None) for s, (im, lab) in sorted(seqs.items())]
 
 
+KITTI_STEP_LAYOUTS = ("accepted KITTI-STEP layouts are\n"
+                      "  official:  ROOT/images/{train,val,test}/{seq:04d}/{frame:06d}.png and "
+                      "ROOT/panoptic_maps/{train,val}/{seq:04d}/{frame:06d}.png\n"
+                      "  videoknet: ROOT/video_sequence/{train,val,test}/{seq:06d}_{frame:06d}_leftImg8bit.png "
+                      "with {seq:06d}_{frame:06d}_panoptic.png beside it")
+CITYSCAPES_LAYOUT = ("the Cityscapes layout is ROOT/leftImg8bit/{split}/{city}/*_leftImg8bit.png with "
+                     "ROOT/gtFine/{split}/{city}/*_gtFine_instanceIds.png")
+
+
 def kitti_step_layout(root):
-    """Root dir -> "official" or "videoknet"; DataError saying what is there otherwise."""
+    """Root dir -> "official" or "videoknet"; DataError saying what is there and the accepted layouts otherwise."""
     if root is None:
-        raise DataError("KITTI-STEP needs a root directory (--root DIR)")
+        raise DataError(f"KITTI-STEP needs a root directory (--root DIR); {KITTI_STEP_LAYOUTS}")
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"KITTI-STEP root {root} does not exist or is not a directory")
+        raise DataError(f"KITTI-STEP root {root} does not exist or is not a directory; {KITTI_STEP_LAYOUTS}")
     if (root / "images").is_dir():
         return "official"
     if (root / "video_sequence").is_dir():
         return "videoknet"
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:20]
-    raise DataError(f"{root} is not a KITTI-STEP root: found {found or 'nothing'}; accepted layouts are\n"
-                    "  official:  ROOT/images/{train,val,test}/{seq:04d}/{frame:06d}.png and "
-                    "ROOT/panoptic_maps/{train,val}/{seq:04d}/{frame:06d}.png\n"
-                    "  videoknet: ROOT/video_sequence/{train,val,test}/{seq:06d}_{frame:06d}_leftImg8bit.png "
-                    "with {seq:06d}_{frame:06d}_panoptic.png beside it")
+    raise DataError(f"{root} is not a KITTI-STEP root: found {found or 'nothing'}; {KITTI_STEP_LAYOUTS}")
 
 
 def kitti_step_sequences(root, split):
@@ -196,12 +201,13 @@ def kitti_step_sequences(root, split):
 def cityscapes_sequences(root, split):
     """Cityscapes root and split -> [Sequence] of one frame each, labels mapped to KITTI-STEP's label space."""
     if root is None:
-        raise DataError("Cityscapes needs a root directory (--root DIR)")
+        raise DataError(f"Cityscapes needs a root directory (--root DIR); {CITYSCAPES_LAYOUT}")
     root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"Cityscapes root {root} does not exist or is not a directory; {CITYSCAPES_LAYOUT}")
     image_dir = root / "leftImg8bit" / split
     if not image_dir.is_dir():
-        raise MissingSplit(f"{image_dir} not found: the Cityscapes layout is ROOT/leftImg8bit/{{split}}/{{city}}/"
-                        "*_leftImg8bit.png with ROOT/gtFine/{split}/{city}/*_gtFine_instanceIds.png")
+        raise MissingSplit(f"{image_dir} not found: {CITYSCAPES_LAYOUT}")
     out = []
     for p in sorted(image_dir.glob("*/*_leftImg8bit.png")):
         label = root / "gtFine" / split / p.parent.name / p.name.replace("_leftImg8bit", "_gtFine_instanceIds")
@@ -209,7 +215,7 @@ def cityscapes_sequences(root, split):
             raise DataError(f"{p}: image has no label {label}")
         out.append(Sequence(p.name[: -len("_leftImg8bit.png")], [p], [label]))
     if not out:
-        raise DataError(f"{image_dir}: no *_leftImg8bit.png images found")
+        raise DataError(f"{image_dir}: no *_leftImg8bit.png images found; {CITYSCAPES_LAYOUT}")
     return out
 
 

@@ -10,6 +10,7 @@ sequence OUT/gifs/{seq}_{input,semantic,instance,panoptic,overlay}.gif. With gro
 import argparse
 import json
 import math
+import sys
 import types
 from contextlib import nullcontext
 from pathlib import Path
@@ -42,14 +43,53 @@ def build_model(name, config):
     return Model(cfg), cfg
 
 
+class UserError(ValueError):
+    """A mistake in the command or in the files it names, not a bug: the scripts print `error: ...`, no traceback."""
+
+
+def torch_load(path, flag, objects_hint=""):
+    """File path -> torch.load(path, weights_only=True); UserError naming the flag and the file when that fails."""
+    if not Path(path).is_file():
+        raise UserError(f"{flag} {path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated (e.g. a killed copy), not a PyTorch file, or pickled Python objects
+        msg = str(e).split("WeightsUnpickler error:")[-1].strip() or type(e).__name__
+        objects = "Unsupported global" in msg
+        what = ("holds Python objects, which weights_only=True refuses" if objects else
+                "is truncated or not written by torch.save")
+        why = msg.splitlines()[0].split(". ")[0][:160]
+        raise UserError(f"{flag} {path}: the file {what} ({why}){objects_hint * objects}") from None
+
+
+def check_checkpoint(ckpt, path, flag="--ckpt"):
+    """torch.load result -> None if train.py wrote it (model, args, config, step); else UserError naming the file."""
+    keys = ("model", "args", "config", "step")
+    if not (isinstance(ckpt, dict) and all(k in ckpt for k in keys) and isinstance(ckpt["args"], dict)
+            and ckpt["args"].get("model") in MODELS):
+        found = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise UserError(f"{flag} {path}: not a checkpoint written by train.py (it has {found}, not {list(keys)} "
+                        f"with args.model in {sorted(MODELS)}); train.py writes OUT_DIR/ckpt.pt")
+
+
+def read_checkpoint(path, flag="--ckpt"):
+    """train.py checkpoint path -> its dict; UserError naming the file when it is missing, truncated or foreign."""
+    if not Path(path).is_file():
+        raise UserError(f"{flag} {path}: file not found (train.py writes OUT_DIR/ckpt.pt)")
+    ckpt = torch_load(path, flag)
+    check_checkpoint(ckpt, path, flag)
+    return ckpt
+
+
 def load_checkpoint(path, device="cpu", ema=True):
     """Checkpoint path -> (model in eval mode on device, checkpoint dict). EMA weights when present and ema=True."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found (train.py writes OUT_DIR/ckpt.pt)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model, _ = build_model(ckpt["args"]["model"], ckpt["config"])
-    model.load_state_dict(ckpt["ema"] if ema and ckpt.get("ema") is not None else ckpt["model"])
+    ckpt = read_checkpoint(path)
+    try:
+        model, _ = build_model(ckpt["args"]["model"], ckpt["config"])
+        model.load_state_dict(ckpt["ema"] if ema and ckpt.get("ema") is not None else ckpt["model"])
+    except (ValueError, RuntimeError, TypeError) as e:  # e.g. written by another version of the model code
+        why = str(e).strip().splitlines()[0][:300]
+        raise UserError(f"--ckpt {path}: its weights do not fit its {ckpt['args']['model']} config ({why})") from None
     return model.to(device).eval(), ckpt
 
 
@@ -149,6 +189,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not args.dataset.startswith("synthetic") and not args.root:
         p.error(f"--dataset {args.dataset} needs --root")
+    if args.dataset.startswith("synthetic") and args.root:
+        p.error(f"--root {args.root} is given but --dataset is {args.dataset}: add --dataset kitti_step or cityscapes")
     return args
 
 
@@ -160,6 +202,8 @@ def main(args):
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     model, ckpt = load_checkpoint(args.ckpt, device, args.ema)
     name = ckpt["args"]["model"]
+    if name != "pix2seq_d" and (args.steps is not None or args.td is not None):
+        raise UserError(f"--steps and --td are Pix2Seq-D sampler flags; {args.ckpt} holds a {name} model")
     net = compile_for_inference(model, name) if cuda and args.compile else model
     kw = {}
     if name == "pix2seq_d":
@@ -176,4 +220,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except (UserError, data.DataError) as e:  # a mistake in the command or its files: one line; bugs keep a traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

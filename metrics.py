@@ -46,6 +46,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections import deque
 
 import numpy as np
@@ -316,12 +317,19 @@ class VideoPanopticMetrics:
 # ----------------------------------------------------------------------------- evaluator CLI
 
 
+class UserError(ValueError):
+    """Bad input to the CLI (a missing, unreadable or misshapen PNG, bad flags): printed as `error: ...`."""
+
+
 def read_panoptic_png(path):
     """KITTI-STEP panoptic PNG path -> semantic (H, W) int64 = R, instance (H, W) int64 = G * 256 + B."""
-    with Image.open(path) as image:
-        if image.mode != "RGB":
-            raise ValueError(f"{path}: expected an RGB panoptic PNG (R class, G * 256 + B instance), got {image.mode}")
-        rgb = np.asarray(image)
+    try:
+        with Image.open(path) as image:
+            mode, rgb = image.mode, np.asarray(image)
+    except OSError as e:  # PIL: missing, truncated or not an image
+        raise UserError(f"{path}: unreadable or truncated PNG ({type(e).__name__}: {e})") from None
+    if mode != "RGB":
+        raise UserError(f"{path}: expected an RGB panoptic PNG (R class, G * 256 + B instance), got {mode}")
     return rgb[..., 0].astype(np.int64), rgb[..., 1].astype(np.int64) * 256 + rgb[..., 2]
 
 
@@ -333,14 +341,14 @@ def natural_key(name):
 def list_frames(gt_dir):
     """GT_DIR -> [(sequence name, [frame file names])], both in natural order; sequences without PNG are skipped."""
     if not os.path.isdir(gt_dir):
-        raise FileNotFoundError(f"ground-truth directory {gt_dir} does not exist")
+        raise UserError(f"ground-truth directory {gt_dir} does not exist")
     out = []
     for seq in sorted(os.listdir(gt_dir), key=natural_key):
         if os.path.isdir(os.path.join(gt_dir, seq)):
             frames = sorted((f for f in os.listdir(os.path.join(gt_dir, seq)) if f.endswith(".png")), key=natural_key)
             out += [(seq, frames)] if frames else []
     if not out:
-        raise ValueError(f"no {{sequence}}/{{frame}}.png files under {gt_dir}")
+        raise UserError(f"no {{sequence}}/{{frame}}.png files under {gt_dir}")
     return out
 
 
@@ -392,22 +400,28 @@ def parse_args(argv=None):
 def main(argv=None):
     """CLI: score --pred against --gt, print the table (or JSON) and return the result dict."""
     args = parse_args(argv)
-    metrics = VideoPanopticMetrics(args.num_classes, args.things, args.ignore_label, args.windows, args.convention)
+    try:
+        metrics = VideoPanopticMetrics(args.num_classes, args.things, args.ignore_label, args.windows, args.convention)
+    except ValueError as e:
+        raise UserError(f"--num_classes / --things / --ignore_label / --windows: {e}") from None
     sequences = list_frames(args.gt)
+    if not os.path.isdir(args.pred):
+        raise UserError(f"prediction directory {args.pred} does not exist (infer.py --out writes one)")
     with tqdm(total=sum(len(f) for _, f in sequences), desc="frames", unit="frame") as bar:
         for seq, frames in sequences:
             for name in frames:
                 gt_path, pred_path = os.path.join(args.gt, seq, name), os.path.join(args.pred, seq, name)
                 if not os.path.isfile(pred_path):
-                    raise FileNotFoundError(f"missing predicted frame {pred_path} (ground truth {gt_path})")
+                    raise UserError(f"missing predicted frame {pred_path} (ground truth {gt_path}): every ground-truth "
+                                    "frame needs a prediction of the same name")
                 gt, pred = read_panoptic_png(gt_path), read_panoptic_png(pred_path)
                 if gt[0].shape != pred[0].shape:
-                    raise ValueError(f"size mismatch: {pred_path} is {pred[0].shape[::-1]} (W, H) but "
-                                     f"{gt_path} is {gt[0].shape[::-1]}")
+                    raise UserError(f"size mismatch: {pred_path} is {pred[0].shape[::-1]} (W, H) but "
+                                    f"{gt_path} is {gt[0].shape[::-1]}")
                 try:
                     metrics.update(seq, *gt, *pred)
                 except ValueError as e:
-                    raise ValueError(f"{gt_path} / {pred_path}: {e}") from None
+                    raise UserError(f"{gt_path} / {pred_path}: {e}") from None
                 bar.update()
     res = metrics.result()
     names = KITTI_STEP_CLASSES if args.num_classes == len(KITTI_STEP_CLASSES) else None
@@ -418,5 +432,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
+    except UserError as e:  # bad input: one line, no traceback (a bug keeps its traceback)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -7,16 +7,20 @@
 
 Flags left unset take the recipe of the model and preset (RECIPES below: the paper's for `paper`, a CPU-sized one
 for `tiny`). Every --eval_interval steps the EMA weights (the raw ones with --ema 0) are scored on held-out videos
-(STQ, AQ, SQ, VPQ) and a checkpoint is written to OUT_DIR/ckpt.pt (temp file + rename); --resume continues from it
-exactly (same step, optimizer, EMA, data order, augmentations and noise).
-One log line per --log_interval, the same values appended to OUT_DIR/log.jsonl.
+(STQ, AQ, SQ, VPQ) and a checkpoint is written to OUT_DIR/ckpt.pt (temp file, fsync, rename); --resume continues from
+it exactly (same step, optimizer, EMA, data order, augmentations and noise), or starts at step 0 when a killed run
+wrote none yet. One log line per --log_interval, the same values appended to OUT_DIR/log.jsonl.
+--init_from and --backbone_weights print what they loaded, skipped and left at init. A mistake in the flags or the
+files they name prints `error: ...` and exits with status 2; a bug keeps its traceback.
 """
 import argparse
 import copy
 import json
 import math
 import os
+import re
 import subprocess
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -27,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 import data
-from infer import MODELS, build_model, evaluate, format_scores
+from infer import MODELS, UserError, build_model, check_checkpoint, evaluate, format_scores, read_checkpoint, torch_load
 
 # Training recipes. paper: the reference facts (Pix2Seq-D video recipe: AdamW wd 0.05, clip 1, EMA 0.99, constant LR,
 # no scale jitter; Video K-Net: AdamW 1e-4 wd 0.05, backbone LR x0.25, warmup 1000, x0.1 at 9/12 and 11/12 of the
@@ -43,6 +47,8 @@ RECIPES = {
     ("video_knet", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=2400, warmup=100, schedule="cosine",
                                  crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=800),
 }
+# Backbone LR multiplier with pre-trained weights (--backbone_weights / --init_from); from scratch it is 1: Video
+# K-Net's x0.25 protects ImageNet features and would only slow a randomly initialised backbone.
 BACKBONE_LR_MULT = {"pix2seq_d": 1.0, "video_knet": 0.25}
 PAD_VALUE = {"pix2seq_d": 0.3, "video_knet": (0.485, 0.456, 0.406)}  # what each predict_video pads images with
 
@@ -57,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--crop", help="training crop HxW (default: the recipe's, e.g. 384x1248)")
     p.add_argument("--scale", help="random scale range lo,hi applied to whole clips (default: the recipe's)")
     p.add_argument("--cond", choices=["none", "mask", "mask+diff"], help="Pix2Seq-D conditioning (default: config)")
-    p.add_argument("--num_cond_frames", type=int, help="Pix2Seq-D: previous masks conditioned on (1 or 2)")
+    p.add_argument("--num_cond_frames", type=int, choices=[1, 2], help="Pix2Seq-D: previous masks conditioned on")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="torch.compile the network on CUDA (CPU always runs eager fp32)")
@@ -67,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--weight_decay", type=float, default=0.05)
     p.add_argument("--grad_clip", type=float, default=1.0, help="max gradient L2 norm (0 = off)")
     p.add_argument("--warmup", type=int, help="linear warmup steps")
+    p.add_argument("--backbone_lr_mult", type=float,
+                   help="backbone LR / LR (default: Video K-Net's 0.25 with loaded weights, else 1)")
     p.add_argument("--schedule", choices=["constant", "cosine", "step"], help="LR after warmup")
     p.add_argument("--ema", type=float, help="EMA decay of the evaluated weights (0 = evaluate the raw weights)")
     p.add_argument("--eval_interval", type=int, help="steps between evaluation + checkpoint")
@@ -74,8 +82,13 @@ def parse_args(argv=None):
     p.add_argument("--eval_frames", type=int, default=0, help="frames per held-out video scored (0 = all)")
     p.add_argument("--log_interval", type=int, default=50)
     p.add_argument("--out_dir", default="out", help="checkpoint, log.jsonl and eval predictions go here")
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt")
-    p.add_argument("--init_from", help="checkpoint to start from (e.g. Cityscapes pre-training); weights only")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT_DIR/ckpt.pt (none yet: start at step 0, as a killed run's rerun should)")
+    p.add_argument("--init_from", help="checkpoint to start from (e.g. Cityscapes pre-training); weights only; ours, "
+                                       "or for video_knet the authors' mmdet K-Net / Video K-Net checkpoint")
+    p.add_argument("--allow_partial_init", action=argparse.BooleanOptionalAction, default=False,
+                   help=f"accept an --init_from that fills under {MIN_INIT_COVERAGE:.0%} of the tensors it should, "
+                        "or with tensors of other shapes (skipped, listed)")
     p.add_argument("--backbone_weights", help="torchvision ResNet-50 state_dict file (ImageNet)")
     p.add_argument("--freeze_bn", action=argparse.BooleanOptionalAction, default=None,
                    help="freeze backbone BN statistics and the stem + layer1 (Video K-Net's mmdet recipe; default: on "
@@ -100,8 +113,18 @@ def parse_args(argv=None):
         p.error(f"--scale {args.scale}: need lo,hi with 0 < lo <= hi")
     if not args.dataset.startswith("synthetic") and not args.root:
         p.error(f"--dataset {args.dataset} needs --root")
+    if args.dataset.startswith("synthetic") and args.root:
+        p.error(f"--root {args.root} is given but --dataset is {args.dataset}: add --dataset kitti_step or cityscapes")
+    if args.model != "pix2seq_d" and (args.cond or args.num_cond_frames):
+        p.error(f"--cond and --num_cond_frames are Pix2Seq-D flags; --model is {args.model}")
+    for k in ("batch_size", "max_iters", "eval_interval", "log_interval"):
+        if getattr(args, k) <= 0:
+            p.error(f"--{k} must be positive, got {getattr(args, k)}")
+    pretrained = bool(args.backbone_weights or args.init_from)
     if args.freeze_bn is None:
-        args.freeze_bn = args.model == "video_knet" and bool(args.backbone_weights or args.init_from)
+        args.freeze_bn = args.model == "video_knet" and pretrained
+    if args.backbone_lr_mult is None:
+        args.backbone_lr_mult = BACKBONE_LR_MULT[args.model] if pretrained else 1.0
     return args
 
 
@@ -117,11 +140,141 @@ def lr_at(step, args):
     return args.lr
 
 
+# -----------------------------------------------------------------------------
+# Checkpoints and the log: a kill at any moment leaves the previous checkpoint or the new one, and a log that
+# --resume cuts back to that checkpoint's step
+
 def save_checkpoint(path, ckpt):
-    """Plain-value checkpoint dict -> path, through a temp file and an atomic rename (a killed run loses nothing)."""
-    tmp = Path(str(path) + ".tmp")
-    torch.save(ckpt, tmp)
+    """Plain-value checkpoint dict -> path: a temp file flushed to disk, then an atomic rename (never partial)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
     os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # and the rename too (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def truncate_log(path, step):
+    """log.jsonl -> only its lines of steps <= step, rewritten atomically; a line cut short by a kill is dropped."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            keep.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+
+
+# -----------------------------------------------------------------------------
+# Initial weights from a file: one of our checkpoints, the authors' mmdet K-Net / Video K-Net, torchvision ResNet-50
+
+MIN_INIT_COVERAGE = 0.95  # an --init_from filling less of what it should is an error without --allow_partial_init
+# Video K-Net's link, embedding and track modules: not in the authors' K-Net *image* (Cityscapes-STEP) checkpoint,
+# so importing one fills every other tensor and leaves these at init; coverage is then counted on the others.
+VIDEO_ONLY = re.compile(r"^(stages\.\d+\.(attention_previous|link_ffn)|embed_fcs|fc_embed|track_head)[._]")
+
+
+def init_summary(own, loaded, skipped, present, expected):
+    """Import bookkeeping -> (summary text, coverage). own: {name: shape} of the model; loaded: names filled;
+    skipped: [(name in the file, why)]; present: our names the file has (any shape); expected: the names the file
+    should fill. Coverage = filled / expected."""
+    few = lambda xs: ", ".join(xs[:4]) + (", ..." if len(xs) > 4 else "")  # noqa: E731
+    left = [f"{k} ({'shape' if k in present else 'missing'})" for k in own if k not in loaded]
+    text = f"loaded {len(loaded)} of {len(own)} tensors; skipped {len(skipped)}"
+    text += f" (first few: {few([f'{k} ({why})' for k, why in skipped])})" if skipped else ""
+    text += f"; left at init: {len(left)}" + (f" (first few: {few(left)})" if left else "")
+    return text, len(set(loaded) & set(expected)) / max(1, len(expected))
+
+
+def mmdet_name(key):
+    """The authors' mmdet key name -> ours, by video_knet.MMDET_RENAMES (as load_mmdet_checkpoint maps it)."""
+    for pattern, repl in MODELS["video_knet"][2].MMDET_RENAMES:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def load_init(model, name, path, allow_partial=False):
+    """Model + --init_from file -> summary line; loads in place what fits (of ours, the EMA weights if saved).
+
+    The file: our checkpoint of the same model, or for video_knet the authors' mmdet K-Net / Video K-Net state_dict.
+    UserError when it is foreign or holds the other model, and unless allow_partial when it fills under
+    MIN_INIT_COVERAGE of the tensors it should (all; for a K-Net image checkpoint, which has none of the VIDEO_ONLY
+    modules, all others) or when one of ours has tensors of other shapes."""
+    hint = ("; for an mmdet checkpoint whose meta holds Python objects: if you trust it, save its state_dict alone: "
+            "torch.save(torch.load(f, weights_only=False)['state_dict'], 'weights.pth')")
+    init = torch_load(path, "--init_from", hint if name == "video_knet" else "")
+    own, video = {k: tuple(v.shape) for k, v in model.state_dict().items()}, False
+    if name == "video_knet" and not (isinstance(init, dict) and "model" in init):  # the authors' mmdet checkpoint
+        state = init.get("state_dict", init) if isinstance(init, dict) else init
+        if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+            raise UserError(f"--init_from {path}: neither a checkpoint written by train.py nor an mmdet (Video) K-Net "
+                            "state_dict (a dict of tensors, or one under 'state_dict')")
+        ours = {k: mmdet_name(k) for k in state}
+        result = MODELS["video_knet"][2].load_mmdet_checkpoint(model, state)
+        loaded, kind = {ours[k] for k in result["loaded"]}, "mmdet"
+        skipped = [(k, f"shape {tuple(state[k].shape)} vs {own[ours[k]]}" if ours[k] in own else "unexpected")
+                   for k in result["skipped"]]
+        video = any(VIDEO_ONLY.match(k) for k in ours.values())  # Video K-Net, not a K-Net image checkpoint
+        expected = [k for k in own if video or not VIDEO_ONLY.match(k)]
+    else:
+        if isinstance(init, dict) and "state_dict" in init and "model" not in init:
+            raise UserError(f"--init_from {path}: an mmdet checkpoint ('state_dict'), for --model video_knet only")
+        check_checkpoint(init, path, "--init_from")
+        if init["args"]["model"] != name:
+            raise UserError(f"--init_from {path} holds a {init['args']['model']} model, not {name}: pass --model "
+                            f"{init['args']['model']} or a {name} checkpoint")
+        state, kind, expected = init.get("ema") or init["model"], "train.py", list(own)
+        ours = {k: k for k in state}
+        loaded = {k for k, v in state.items() if own.get(k) == tuple(v.shape)}
+        skipped = [(k, f"shape {tuple(v.shape)} vs {own[k]}" if k in own else "unexpected") for k, v in state.items()
+                   if k not in loaded]
+        model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    text, coverage = init_summary(own, loaded, skipped, set(ours.values()) & set(own), expected)
+    text = f"init from {path} ({kind} checkpoint): {text}"
+    if len(expected) < len(own):
+        text += f"; {len(own) - len(expected)} of them video-only (link, embedding, track heads: not in K-Net images)"
+    wrong = [f"{k} {why}" for k, why in skipped if why.startswith("shape")]
+    if not allow_partial and (coverage < MIN_INIT_COVERAGE or (kind == "train.py" and wrong)):
+        why = (f"{len(wrong)} tensors differ in shape from this model's, e.g. {wrong[0]}; the model config must match "
+               "(Pix2Seq-D: the same --preset, --cond and --num_cond_frames)" if kind == "train.py" and wrong else
+               f"it fills {coverage:.1%} of the {len(expected)} tensors it should, under {MIN_INIT_COVERAGE:.0%}")
+        raise UserError(f"--init_from {path}: {why}; pass --allow_partial_init to start from it anyway. {text}")
+    return text
+
+
+def load_backbone(model, module, path):
+    """Model + --backbone_weights file (torchvision ResNet-50 state_dict) -> summary line; loads the backbone."""
+    state = torch_load(path, "--backbone_weights")
+    try:
+        if not isinstance(state, dict):
+            raise ValueError(f"a {type(state).__name__}, not a state_dict")
+        module.load_backbone_weights(model, state)
+    except ValueError:  # the model file's message lists every key: one line with the first few instead
+        own = {k: tuple(v.shape) for k, v in model.backbone.state_dict().items()}
+        ignored = ("fc.",) if "layer4.0.conv1.weight" in own else ("fc.", "layer4.")  # Pix2Seq-D: C4, no layer4
+        given = {k: tuple(getattr(v, "shape", ())) for k, v in (state if isinstance(state, dict) else {}).items()
+                 if not str(k).startswith(ignored)}
+        loaded = {k for k, shape in given.items() if own.get(k) == shape}
+        skipped = [(k, f"shape {shape} vs {own[k]}" if k in own else "unexpected") for k, shape in given.items()
+                   if k not in loaded]
+        text, _ = init_summary(own, loaded, skipped, set(given) & set(own), own)
+        raise UserError(f"--backbone_weights {path}: not a torchvision ResNet-50 state_dict that fits this backbone "
+                        f"(--preset tiny's is narrower); it would fill {text.replace('loaded ', '', 1)}") from None
+    n, total = len(model.backbone.state_dict()), len(model.state_dict())
+    return f"backbone weights from {path}: loaded {n} of {total} tensors (the backbone); left at init: {total - n}"
 
 
 def git_sha():
@@ -151,7 +304,19 @@ def main(args):
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     if args.batch_size % world:
-        raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {world} processes")
+        raise UserError(f"--batch_size {args.batch_size} is not divisible by the {world} processes")
+    out_dir = Path(args.out_dir)
+    ckpt_path = out_dir / "ckpt.pt"
+    resume = args.resume and ckpt_path.exists()
+    if master and args.resume and not resume:
+        print(f"--resume: no checkpoint {ckpt_path} yet, so this run starts at step 0")
+    # the sequences first: a wrong --root fails before a model is built
+    train_seqs = data.load_sequences(args.dataset, args.root, "train")
+    eval_seqs = data.load_sequences(args.dataset, args.root, "val")
+    eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
+    if args.dataset == "kitti_step" and {s.name for s in train_seqs} & {s.name for s in eval_seqs}:
+        raise UserError(f"sequences {sorted({s.name for s in train_seqs} & {s.name for s in eval_seqs})} are in "
+                        "both the train and the val split: the scores would not be held out")
 
     # ------------------------------------------------------------------ model, EMA, optimizer
     module = MODELS[args.model][2]
@@ -162,29 +327,13 @@ def main(args):
         if args.dataset == "cityscapes":
             config["frame_dropout"] = 1.0  # single images: an image model (all-void history), as the paper's stage 1
     raw_model, cfg = build_model(args.model, config)
-    if args.backbone_weights:
-        module.load_backbone_weights(raw_model, torch.load(args.backbone_weights, map_location="cpu",
-                                                           weights_only=True))
-    if args.init_from:
-        try:
-            init = torch.load(args.init_from, map_location="cpu", weights_only=True)
-        except Exception as e:  # e.g. an mmdet checkpoint whose meta holds arbitrary Python objects
-            raise ValueError(f"--init_from {args.init_from}: not loadable with weights_only=True ({e}). If you trust "
-                             "the file, save its state_dict alone: torch.save(torch.load(f, weights_only=False)"
-                             "['state_dict'], 'weights.pth')") from None
-        if args.model == "video_knet" and "model" not in init:  # an mmdet K-Net checkpoint
-            module.load_mmdet_checkpoint(raw_model, init.get("state_dict", init))
-        else:
-            state, own = init.get("ema") or init["model"], raw_model.state_dict()
-            wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-            if wrong:
-                k = wrong[0]
-                raise ValueError(f"--init_from {args.init_from}: {len(wrong)} tensors differ in shape from this "
-                                 f"model's, e.g. {k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}; the model "
-                                 "config must match (Pix2Seq-D: the same --preset, --cond and --num_cond_frames)")
-            missing, unexpected = raw_model.load_state_dict(state, strict=False)
-            if master:
-                print(f"init from {args.init_from}: {len(missing)} missing, {len(unexpected)} unexpected keys")
+    if not resume:  # one summary line each: tensors loaded, skipped (and why), left at their initial values
+        lines = [load_backbone(raw_model, module, args.backbone_weights)] if args.backbone_weights else []
+        lines += [load_init(raw_model, args.model, args.init_from, args.allow_partial_init)] if args.init_from else []
+        for line in lines if master else []:
+            print(line)
+    elif master and (args.backbone_weights or args.init_from):
+        print(f"--resume: the weights come from {ckpt_path}; --backbone_weights / --init_from not loaded")
     if args.freeze_bn:  # mmdet's frozen_stages=1: the stem and layer1 are not trained
         for name, p in raw_model.backbone.named_parameters():
             p.requires_grad_(not name.startswith(("conv1.", "bn1.", "layer1.")))
@@ -196,7 +345,7 @@ def main(args):
             groups.setdefault((n.startswith("backbone."), p.ndim >= 2), []).append(p)
     optimizer = torch.optim.AdamW(
         [dict(params=ps, weight_decay=args.weight_decay if decay else 0.0,
-              lr_mult=BACKBONE_LR_MULT[args.model] if backbone else 1.0) for (backbone, decay), ps in groups.items()],
+              lr_mult=args.backbone_lr_mult if backbone else 1.0) for (backbone, decay), ps in groups.items()],
         lr=args.lr, betas=(0.9, 0.999), fused=cuda)
     model = torch.compile(raw_model) if cuda and args.compile else raw_model
     if ddp:
@@ -210,40 +359,38 @@ def main(args):
                     m.eval()
 
     # ------------------------------------------------------------------ resume
-    out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     step, best = 0, -1.0
     generator = torch.Generator(device).manual_seed(args.seed * 1000 + rank)  # noise, t, dropout, permutations
-    if args.resume:
-        ckpt_path = out_dir / "ckpt.pt"
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: {ckpt_path} not found")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if resume:
+        ckpt = read_checkpoint(ckpt_path, "--resume")
         if ckpt["args"]["model"] != args.model:
-            raise ValueError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}")
-        raw_model.load_state_dict(ckpt["model"])
-        if ema_model is not None and ckpt.get("ema") is not None:
-            ema_model.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+            raise UserError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}: pass "
+                            f"--model {ckpt['args']['model']} or another --out_dir")
+        try:
+            raw_model.load_state_dict(ckpt["model"])
+            if ema_model is not None and ckpt.get("ema") is not None:
+                ema_model.load_state_dict(ckpt["ema"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:  # another --preset, --cond, --freeze_bn, ...
+            plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+            diff = [f"{k} {plain(ckpt['config'].get(k))} there, {plain(v)} here" for k, v in asdict(cfg).items()
+                    if plain(ckpt["config"].get(k)) != plain(v)]
+            why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
+                            "that wrote it, or use another --out_dir") from None
         step, best = ckpt["step"], ckpt["best"]
         if ckpt.get("generator") is not None and world == ckpt["args"].get("world", 1):
             generator.set_state(ckpt["generator"][rank])
-        if master and (out_dir / "log.jsonl").is_file():  # drop log lines of steps the checkpoint never saw
-            lines = (out_dir / "log.jsonl").read_text().splitlines()
-            (out_dir / "log.jsonl").write_text("".join(x + "\n" for x in lines if json.loads(x)["step"] <= step))
+    if master and args.resume:  # drop log lines of steps the checkpoint never saw (all of them without one)
+        truncate_log(out_dir / "log.jsonl", step)
 
     # ------------------------------------------------------------------ data
-    train_seqs = data.load_sequences(args.dataset, args.root, "train")
-    eval_seqs = data.load_sequences(args.dataset, args.root, "val")
-    eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
-    if args.dataset == "kitti_step" and {s.name for s in train_seqs} & {s.name for s in eval_seqs}:
-        raise ValueError(f"sequences {sorted({s.name for s in train_seqs} & {s.name for s in eval_seqs})} are in "
-                         "both the train and the val split: the scores would not be held out")
     mode, clip_len = ("consecutive", 1 + cfg.num_cond_frames) if args.model == "pix2seq_d" else ("pair", 2)
     clips = data.ClipDataset(train_seqs, mode, clip_len, args.crop, args.scale, pad_value=PAD_VALUE[args.model])
     steps_per_epoch = len(clips) // args.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
+        raise UserError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
     num_workers = args.num_workers
     if num_workers is None:  # CUDA: the CPUs of this process's share of the node, one left for the main process
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -277,7 +424,7 @@ def main(args):
         return result
 
     def checkpoint(step, best, generator_states):
-        save_checkpoint(out_dir / "ckpt.pt", {
+        save_checkpoint(ckpt_path, {
             "model": raw_model.state_dict(), "ema": ema_model.state_dict() if ema_model is not None else None,
             "optimizer": optimizer.state_dict(), "config": asdict(cfg), "generator": generator_states,
             "args": {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}, "world": world},
@@ -375,8 +522,12 @@ def main(args):
             print(f"ddp: max parameter difference from rank 0 over {world} ranks: {diff.item():.3g}")
         torch.distributed.barrier()  # no rank tears the group down while another still talks to it
         torch.distributed.destroy_process_group()
-    return out_dir / "ckpt.pt"
+    return ckpt_path
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except (UserError, data.DataError) as e:  # a mistake in the command or its files: one line; bugs keep a traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,5 +1,6 @@
 """data.py: PNG codec, both KITTI-STEP layouts, Cityscapes mapping, joint augmentation, clear errors."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -176,10 +177,17 @@ def test_error_missing_root_names_layouts(tmp_path, capsys):
     (tmp_path / "somethingelse").mkdir()
     with pytest.raises(data.DataError, match="(?s)official.*videoknet"):
         data.kitti_step_sequences(tmp_path, "train")
-    assert data.main(["--root", str(tmp_path / "nope")]) != 0
-    assert data.main(["--root", str(tmp_path)]) != 0
+    assert data.main(["--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "somethingelse" in err and "accepted layouts" in err
+    assert "somethingelse" in err and "accepted KITTI-STEP layouts" in err
+    assert data.main(["--root", str(tmp_path / "nope")]) == 2  # a missing root names the layouts too
+    assert re.fullmatch(r"(?s)error: KITTI-STEP root .*nope does not exist.*\n  official: .*\n  videoknet: .*\n",
+                        capsys.readouterr().err)
+    assert data.main(["--dataset", "cityscapes", "--root", str(tmp_path / "nope")]) == 2
+    assert "nope does not exist or is not a directory; the Cityscapes layout is ROOT/leftImg8bit/" in \
+        capsys.readouterr().err
+    assert data.main(["--dataset", "cityscapes", "--root", str(tmp_path)]) == 2  # a root of something else
+    assert re.search(r"leftImg8bit/\w+ not found: the Cityscapes layout is", capsys.readouterr().err)
 
 
 def test_error_image_without_label(tmp_path):

@@ -449,21 +449,32 @@ def test_cli_runs_as_a_script_and_nan_is_null(tmp_path):
     assert res["VPQ_stuff"] is None and res["STQ"] == pytest.approx(1.0)
     bad = subprocess.run([sys.executable, str(script), "--gt", str(tmp_path / "nope"), "--pred", str(tmp_path)],
                          capture_output=True, text=True)
-    assert bad.returncode != 0 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ground-truth directory") and "nope" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_cli_errors_name_the_file(tmp_path):
     flags = write_tree(tmp_path, "dl2_stq_complex_example")
     missing = tmp_path / "pred" / "1" / "2.png"
     missing.unlink()
-    with pytest.raises(FileNotFoundError, match="2.png"):
+    with pytest.raises(metrics.UserError, match="missing predicted frame .*2.png"):
         metrics.main(flags)
     write_png(missing, np.zeros((8, 9)), np.zeros((8, 9)))
-    with pytest.raises(ValueError, match="size mismatch.*2.png"):
+    with pytest.raises(metrics.UserError, match="size mismatch.*2.png"):
         metrics.main(flags)
     write_png(missing, np.full((8, 8), 40), np.zeros((8, 8)))
-    with pytest.raises(ValueError, match="2.png.*pred_semantic holds 40"):
+    with pytest.raises(metrics.UserError, match="2.png.*pred_semantic holds 40"):
         metrics.main(flags)
+    missing.write_bytes(missing.read_bytes()[:40])
+    with pytest.raises(metrics.UserError, match="2.png: unreadable or truncated PNG"):
+        metrics.main(flags)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(missing)
+    with pytest.raises(metrics.UserError, match="2.png: expected an RGB panoptic PNG"):
+        metrics.main(flags)
+    with pytest.raises(metrics.UserError, match="prediction directory .*nope does not exist"):
+        metrics.main(flags[:2] + ["--pred", str(tmp_path / "nope")] + flags[4:])
+    with pytest.raises(metrics.UserError, match="--things"):
+        metrics.main(flags + ["--things", "40"])
 
 
 def test_frames_sort_naturally():

@@ -24,8 +24,9 @@ def one_thread():
 
 @pytest.mark.parametrize("model", ["pix2seq_d", "video_knet"])
 def test_train_resume_infer_metrics(tmp_path, model, capsys):
-    out = tmp_path / "run"
-    ckpt_path = train.main(train.parse_args(["--model", model, "--out_dir", str(out)] + FAST))
+    out = tmp_path / "run"  # --resume with no checkpoint yet starts at step 0 (a killed run's rerun)
+    ckpt_path = train.main(train.parse_args(["--model", model, "--out_dir", str(out), "--resume"] + FAST))
+    assert f"--resume: no checkpoint {out / 'ckpt.pt'} yet, so this run starts at step 0" in capsys.readouterr().out
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # plain values only
     assert ckpt["step"] == 2 and ckpt["args"]["model"] == model and 0 <= ckpt["best"] <= 1
     first = {k: v.clone() for k, v in ckpt["model"].items()}
@@ -45,7 +46,8 @@ def test_train_resume_infer_metrics(tmp_path, model, capsys):
     capsys.readouterr()
     train.main(train.parse_args(["--model", model, "--out_dir", str(tmp_path / "init"), "--init_from",
                                  str(out / "ckpt.pt")] + FAST + ["--max_iters", "1"]))
-    assert "0 missing, 0 unexpected keys" in capsys.readouterr().out
+    n = len(ckpt2["model"])
+    assert f"(train.py checkpoint): loaded {n} of {n} tensors; skipped 0; left at init: 0" in capsys.readouterr().out
     assert torch.load(tmp_path / "init" / "ckpt.pt", weights_only=True)["step"] == 1
 
     # infer writes KITTI-STEP PNGs that metrics.py's CLI reads back, five GIFs, and the same scores
@@ -107,12 +109,19 @@ def test_nan_loss_is_skipped_then_stops(tmp_path, monkeypatch):
     assert not (tmp_path / "inf" / "ckpt.pt").exists()
 
 
-def test_bad_flags_are_clear(tmp_path):
+def test_bad_flags_are_clear(tmp_path, capsys):
+    for argv, msg in [(["--dataset", "kitti_step"], "--dataset kitti_step needs --root"),
+                      (["--root", "DIR"], "--root DIR is given but --dataset is synthetic"),
+                      (["--model", "video_knet", "--cond", "mask"], "--cond and --num_cond_frames are Pix2Seq-D flags"),
+                      (["--num_cond_frames", "3"], "invalid choice: 3"),
+                      (["--max_iters", "0"], "--max_iters must be positive")]:
+        with pytest.raises(SystemExit):
+            train.parse_args(argv)
+        assert msg in capsys.readouterr().err, argv
     with pytest.raises(SystemExit):
-        train.parse_args(["--dataset", "kitti_step"])  # needs --root
-    with pytest.raises(FileNotFoundError, match="ckpt.pt"):
-        train.main(train.parse_args(["--out_dir", str(tmp_path), "--resume"] + FAST))
-    with pytest.raises(FileNotFoundError, match="not found"):
+        infer.parse_args(["--root", "DIR"])
+    assert "--root DIR is given but --dataset is synthetic" in capsys.readouterr().err
+    with pytest.raises(infer.UserError, match="nope.pt: file not found"):
         infer.load_checkpoint(tmp_path / "nope.pt")
 
 
@@ -205,6 +214,9 @@ def test_init_from_with_another_cond_names_the_flags(tmp_path):
     with pytest.raises(ValueError, match=r"--init_from .*ckpt.pt: 1 tensors differ .*--cond and --num_cond_frames"):
         train.main(train.parse_args(FAST + ["--cond", "mask+diff", "--init_from", str(ckpt),
                                             "--out_dir", str(tmp_path / "b")]))
+    with pytest.raises(infer.UserError, match=r"--resume: .*ckpt.pt does not fit this run \(cond mask there, "
+                                              r"mask\+diff here\); resume with the flags of the run that wrote it"):
+        train.main(train.parse_args(FAST + ["--cond", "mask+diff", "--resume", "--out_dir", str(tmp_path / "a")]))
 
 
 def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
