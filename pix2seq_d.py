@@ -29,6 +29,9 @@ Differences from the paper / official code:
   - Instance ids are compacted per clip (to 1..n in order) before the shared random permutation of 1..n
     (official 'shuffle' permutes 1..max id); a clip with more than max_instances - 1 ids is an error. Instance
     ids on void pixels are set to 0 in the target.
+  - Inference decodes the class and id of a pixel as the arg-max of the last step's logits over real classes
+    and ids (decode_logits: never void), not the bits of the last x0 estimate (official), where an uncertain pixel
+    may come out void or as a class id above K; predicted void on labelled pixels costs STQ an IoU-0 class.
   - Re-appearing ids get fresh ids max_instances, max_instances + 1, ... (official vps_metrics: smallest unused
     id, which a later new raw id can collide with). Optional `thing_classes` zeroes ids on stuff (official:
     none; the model learns id 0 on stuff from KITTI-STEP labels).
@@ -59,6 +62,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class Pix2SeqDConfig:
     num_classes: int = 19  # K semantic classes, 255 = void (KITTI-STEP 19)
     max_instances: int = 256  # instance ids per clip including 0, <= 2^n_bits (paper 256)
+    id_range: int = 0  # a clip's n ids are drawn distinct from 1..max(n, id_range); 0: 1..n (paper: 1..max raw id)
     n_bits: int = 8  # bits per group; groups = (class + 1, instance id) (paper 8 + 8)
     bit_scale: float = 0.1  # b: bits are +-b (paper 0.1)
     cond: str = "mask+diff"  # "none" | "mask" | "mask+diff" (paper: "mask")
@@ -139,12 +143,14 @@ def condition_input(cond_maps, diff, cond, n_bits, b):
     return torch.cat(parts, 1)
 
 
-def permute_ids(instance, max_instances, generator=None):
-    """(B, T, h, w) int64 ids -> same, ids compacted to 1..n per clip then randomly permuted, one per clip; 0 -> 0.
+def permute_ids(instance, max_instances, generator=None, id_range=0):
+    """(B, T, h, w) int64 ids -> same, the n ids of a clip mapped to n distinct random ids in 1..max(n, id_range);
+    0 -> 0. id_range 0: a random permutation of 1..n.
 
     Official 'shuffle' order: one permutation for all frames of a training clip, so copying ids from the
-    conditioning masks stays learnable while which id a new object gets is random. No host sync: presence
-    table of size ID_CAP, rank by cumsum, a permutation of 1..n by argsort of random keys."""
+    conditioning masks stays learnable while which id a new object gets is random. With 1..n, id 1 is in every
+    clip and high ids are rare; a wider range removes that skew. No host sync: presence table of size ID_CAP,
+    rank by cumsum, the first n of a random order of 1..max(n, id_range) by argsort of random keys."""
     B = instance.shape[0]
     flat = instance.flatten(1).clamp(0, ID_CAP - 1)  # (B, T*h*w)
     present = torch.zeros(B, ID_CAP, dtype=torch.bool, device=instance.device).scatter_(1, flat, True)
@@ -154,7 +160,7 @@ def permute_ids(instance, max_instances, generator=None):
     _require(n < max_instances, f"pix2seq_d: a clip has more than {max_instances - 1} instance ids")
     slots = torch.arange(max_instances - 1, device=instance.device)
     keys = torch.rand(B, max_instances - 1, generator=generator, device=instance.device)
-    keys = keys.masked_fill(slots >= n[:, None], 2.0)  # unused slots sort last
+    keys = keys.masked_fill(slots >= n.clamp(min=min(id_range, max_instances - 1))[:, None], 2.0)  # out of range: last
     lut = torch.cat([flat.new_zeros(B, 1), keys.argsort(1) + 1], 1)  # (B, max_instances): compact -> new id
     new = lut.gather(1, rank.gather(1, flat).clamp(max=max_instances - 1))
     return new.view_as(instance)
@@ -481,7 +487,7 @@ def compute_loss(model, images, semantic, instance, generator=None):
     dev, B, Tc = images.device, images.shape[0], cfg.num_cond_frames
     sem = semantic[..., ::2, ::2]  # (B, T, h, w), nearest
     sem = torch.where(sem == 255, 0, sem + 1)
-    ins = permute_ids(instance[..., ::2, ::2] * (sem > 0), cfg.max_instances, generator)
+    ins = permute_ids(instance[..., ::2, ::2] * (sem > 0), cfg.max_instances, generator, cfg.id_range)
     keep = torch.rand(B, Tc, generator=generator, device=dev) >= cfg.frame_dropout  # (B, Tc)
     cond_maps = torch.stack([sem[:, :-1], ins[:, :-1]], 2) * keep[:, :, None, None, None]  # (B, Tc, 2, h, w)
     diff = frame_difference(images[:, -1], images[:, -2]) * keep[:, -1, None, None, None]  # (B, 3, h, w)
@@ -502,6 +508,18 @@ def compute_loss(model, images, semantic, instance, generator=None):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Streaming inference
+
+
+def decode_logits(logits, cfg):
+    """(2 * 2^n_bits, h, w) last-step logits -> (2, h, w) int64 (class + 1 in 1..K, id in 0..max_instances - 1).
+
+    The arg-max of each group over the values a pixel may take: never void (0) or a class above K, never an id
+    outside the permutation range. Decoding the bits of the last x0 estimate instead (the official way) lets void
+    win on uncertain pixels, and deeplab2's STQ counts predicted void on a labelled pixel as an extra IoU-0 class."""
+    n = 2 ** cfg.n_bits
+    cls = logits[1:cfg.num_classes + 1].argmax(0) + 1
+    ids = logits[n:n + cfg.max_instances].argmax(0)
+    return torch.stack([cls, ids])
 
 
 class IdRemapper:
@@ -533,8 +551,8 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
 
     Streaming (paper Sec. 3.3): per frame, pad to a multiple of 16 with 0.3, encode once, condition on the model's
     own last num_cond_frames predictions (all void before the video starts) and I_t - I_{t-1} (zero at frame 0),
-    run DDIM (`steps`, `td`, default cfg's) on the decoder, decode bits (class clamped to K, id to
-    max_instances - 1), upsample x2 nearest and crop. Void -> 255 with instance 0; ids that re-appear after
+    run DDIM (`steps`, `td`, default cfg's) on the decoder, decode the last step's logits without a void choice
+    (decode_logits), upsample x2 nearest and crop. Instance 0 on stuff; ids that re-appear after
     leaving the conditioning window get fresh ids (IdRemapper). Set model.eval() first."""
     cfg = getattr(model, "module", model).cfg
     steps, td = cfg.steps if steps is None else steps, cfg.td if td is None else td
@@ -552,11 +570,15 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
         feats = model.encode(x)
         cond = condition_input(torch.stack(history)[None], frame_difference(x, prev), cfg.cond, cfg.n_bits,
                                cfg.bit_scale)
-        x0 = bd.ddim_sample(lambda x_t, g, _: model.denoise(x_t, g, feats, cond), (1, 2 * cfg.n_bits, h, w),
-                            steps=steps, td=td, b=cfg.bit_scale, n_bits=cfg.n_bits, generator=generator,
-                            device=x.device)
-        pred = bd.decode(x0, cfg.n_bits)[0]  # (2, h, w) model ids, fed back as the next condition
-        pred = torch.stack([pred[0].clamp(max=cfg.num_classes), pred[1].clamp(max=cfg.max_instances - 1)])
+        last = {}
+
+        def denoise(x_t, g, _):
+            last["logits"] = model.denoise(x_t, g, feats, cond)  # (1, 2 * 2^n_bits, h, w)
+            return last["logits"]
+
+        bd.ddim_sample(denoise, (1, 2 * cfg.n_bits, h, w), steps=steps, td=td, b=cfg.bit_scale, n_bits=cfg.n_bits,
+                       generator=generator, device=x.device)
+        pred = decode_logits(last["logits"][0].float(), cfg)  # (2, h, w) model ids, fed back as the next condition
         history, prev = history[1:] + [pred], x
         sem, ins = pred.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, :H, :W]  # (H, W) each, nearest
         ins = ins * (sem > 0)

@@ -44,8 +44,8 @@ RECIPES = {
                                 crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=900),
     ("video_knet", "paper"): dict(lr=1e-4, batch_size=8, max_iters=15_000, warmup=1000, schedule="step",
                                   crop="384x1248", scale="0.5,2.0", ema=0.0, eval_interval=5000),
-    ("video_knet", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=2400, warmup=100, schedule="cosine",
-                                 crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=800),
+    ("video_knet", "tiny"): dict(lr=1e-3, batch_size=8, max_iters=1900, warmup=100, schedule="cosine",
+                                 crop="64x192", scale="0.75,1.25", ema=0.99, eval_interval=950),
 }
 # Backbone LR multiplier with pre-trained weights (--backbone_weights / --init_from); from scratch it is 1: Video
 # K-Net's x0.25 protects ImageNet features and would only slow a randomly initialised backbone.

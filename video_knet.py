@@ -19,13 +19,19 @@ Differences from the original (and why):
   link modules live only in the last stage, so every parameter is used.
 - Both frames of a clip share one backbone pass (and BN statistics); data.py draws the reference offset (+-1, +-2)
   for every clip (the original fixes it once per key frame).
-- No frozen stem / layer1 / BN statistics (train.py's choice; they assume pretrained weights); BN, not SyncBN.
+- From scratch (no loaded weights), train.py neither freezes the stem / layer1 / BN statistics nor scales the backbone
+  LR by 0.25: all assume pretrained weights (with them, train.py follows the original); BN, not SyncBN.
 - Tracker ids stay aligned with their masks when box NMS drops a detection (the original shifts ids onto the wrong
   masks); a dropped detection gets no id. Boxes come from the segment masks (no RPN semantic filter).
-- Pixels whose arg-max candidate the merge rejects are void (255), not road (0).
+- Pixels whose arg-max candidate the merge rejects go to the best kept candidate, not road (0) as in the original
+  (deeplab2's STQ scores predicted void on a labelled pixel as an extra IoU-0 class, so void would cost SQ).
 - No Kernel Fusion (Swin configs only; not in the released R50 config).
+- The tiny preset (CPU, 96x288 synthetic frames) uses mask_stride 4, the original SemanticFPNWrapper's
+  upsample_times=3 (same weights): at stride 8 a 96x288 frame is a 12x36 mask and small persons vanish (ground truth
+  pushed through stride 8 scores STQ 0.55 on the synthetic val videos, through stride 4 0.82:
+  tests/synthetic_baselines.py). The paper preset keeps stride 8.
 
-Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8),
+Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
 N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C).
 """
 import math
@@ -47,6 +53,7 @@ class VideoKNetConfig:
     feat_channels: int = 256  # FPN / kernel width C, a multiple of 32 (GN groups, 8 heads); FFN 8C; paper 256
     backbone_width: int = 64  # ResNet stem width w; stage widths w..8w, outputs 4w..32w; paper 64 (ResNet-50)
     backbone_depth: tuple = (3, 4, 6, 3)  # bottlenecks per ResNet stage, paper (3, 4, 6, 3)
+    mask_stride: int = 8  # stride of features and mask logits: 8 (upsample_times=2) or 4 (=3, same weights), paper 8
     w_cls: float = 2.0  # sigmoid focal classification loss and match cost, paper 2
     w_bce: float = 1.0  # mask BCE loss and mask match cost, paper 1
     w_dice: float = 4.0  # dice loss and dice match cost, paper 4
@@ -63,7 +70,7 @@ class VideoKNetConfig:
 
 PRESETS = {
     "paper": dict(num_thing_kernels=100, feat_channels=256, backbone_width=64, backbone_depth=(3, 4, 6, 3)),
-    "tiny": dict(num_thing_kernels=16, feat_channels=64, backbone_width=16, backbone_depth=(1, 1, 1, 1)),
+    "tiny": dict(num_thing_kernels=16, feat_channels=64, backbone_width=16, backbone_depth=(1, 1, 1, 1), mask_stride=4),
 }
 
 # -----------------------------------------------------------------------------
@@ -143,23 +150,29 @@ def sine_position_encoding(x, temperature=10000.0):
     return pos.permute(2, 0, 1)[None].expand(B, C, H, W).to(x.dtype)
 
 class SemanticFPN(nn.Module):
-    """K-Net's SemanticFPNWrapper: P2 (3x3, stride 2), P3, P4 (up x2), P5 + sine encoding (up x4), summed at s8."""
+    """K-Net's SemanticFPNWrapper: P2 (3x3, stride 2), P3, P4 (up x2), P5 + sine encoding (up x4), summed at s8.
 
-    def __init__(self, c):
+    stride=4 is the original's upsample_times=3: P2's conv keeps stride 1 and every other level upsamples once more,
+    so the sum is at stride 4 with exactly the same parameters (names and shapes) as at stride 8."""
+
+    def __init__(self, c, stride=8):
         super().__init__()
-        levels = [nn.Sequential(OrderedDict(conv0=conv_gn(c, c, 3, stride=2)))]
+        if stride not in (4, 8):
+            raise ValueError(f"SemanticFPN: stride must be 4 or 8, got {stride}")
+        extra = stride == 4  # one more x2 upsampling per level
+        levels = [nn.Sequential(OrderedDict(conv0=conv_gn(c, c, 3, stride=1 if extra else 2)))]
         for i in range(1, 4):
             layers = OrderedDict()
             for j in range(i):
                 layers[f"conv{j}"] = conv_gn(c, c, 3)
-                if j < i - 1:
+                if j < i - 1 + extra:
                     layers[f"upsample{j}"] = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
             levels.append(nn.Sequential(layers))
         self.convs_all_levels = nn.ModuleList(levels)
         self.conv_pred, self.aux_convs = conv_gn(c, c, 1), nn.ModuleList([conv_gn(c, c, 1)])
 
     def forward(self, feats):
-        """[P2..P5] -> localization and semantic features, each (B, C, H/8, W/8)."""
+        """[P2..P5] -> localization and semantic features, each (B, C, H/s, W/s), s the stride (8 or 4)."""
         feats = list(feats[:3]) + [feats[3] + sine_position_encoding(feats[3])]
         x = sum(level(f) for level, f in zip(self.convs_all_levels, feats))
         return self.conv_pred(x), self.aux_convs[0](x)
@@ -255,7 +268,7 @@ class VideoKNet(nn.Module):
                              f"{cfg.feat_channels}, {cfg.thing_classes}")
         self.cfg, c = cfg, cfg.feat_channels
         self.backbone = ResNet50(cfg.backbone_width, cfg.backbone_depth)
-        self.neck, self.semantic_fpn = FPN(self.backbone.out_channels, c), SemanticFPN(c)
+        self.neck, self.semantic_fpn = FPN(self.backbone.out_channels, c), SemanticFPN(c, cfg.mask_stride)
         self.kernel_head = KernelHead(c, cfg.num_thing_kernels, cfg.num_classes, len(cfg.thing_classes))
         self.stages = nn.ModuleList(KernelUpdateStage(c, cfg.num_classes, link=i == cfg.num_stages - 1)
                                     for i in range(cfg.num_stages))
@@ -478,7 +491,8 @@ def track_losses(embeds, tg, matches, B):
 def compute_loss(model, images, semantic, instance, generator=None, reduce_counts=None):
     """(B, 2, 3, H, W) [0, 1], (B, 2, H, W) int64 trainIds, (B, 2, H, W) int64 ids -> (loss, dict of detached scalars).
 
-    Both frames (key, reference) at full weight; masks compared at stride 2 (logits upsampled x4) to soft targets:
+    Both frames (key, reference) at full weight; masks compared at stride 2 (logits upsampled x4, or x2 at
+    mask_stride 4) to soft targets:
     - initial kernels: BCE (w_bce) + dice (w_dice) on Hungarian-matched thing kernels, rank CE (w_rank) over the Nt
       thing logits per pixel (target: the matched kernel whose GT mask covers it), semantic CE (w_seg);
     - each stage: focal (w_cls) + BCE + dice; stuff kernel j stands for stuff class j. The original's quirk is kept:
@@ -497,7 +511,8 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
                          f"{tuple(images.shape)}, {tuple(semantic.shape)}, {tuple(instance.shape)}")
     B, nt, kt, S = images.shape[0], cfg.num_thing_kernels, len(cfg.thing_classes), cfg.num_stages
     out = model(images)
-    up = lambda t: F.interpolate(t.float(), scale_factor=4, mode="bilinear", align_corners=False)  # noqa: E731
+    up = lambda t: F.interpolate(t.float(), scale_factor=cfg.mask_stride // 2, mode="bilinear",  # noqa: E731
+                                 align_corners=False)  # stride s -> stride 2, where the targets live
     sem, ins = (t.transpose(0, 1).flatten(0, 1) for t in (semantic, instance))  # (2B, H, W), key frames first
     tg = [frame_targets(sem[i], ins[i], raw.train_to_model, kt, cfg.num_classes) for i in range(2 * B)]
     tgt = batch_targets(tg)
@@ -547,7 +562,8 @@ def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_th
 
     K-Net's joint merge: thing candidates are the top-Nt (kernel, thing class) pairs, stuff kernel j is scored by
     its class Kt + j. Each pixel goes to the arg-max of score x prob. A candidate is kept if it is stuff or scores
-    >= score_thr, and keeps >= overlap_thr of its (prob >= 0.5) area; pixels of rejected candidates stay void.
+    >= score_thr, and keeps >= overlap_thr of its (prob >= 0.5) area. Pixels of rejected candidates go to the kept
+    candidate with the highest score x prob there (the original paints them road); void only if none is kept.
     Segments are ordered by descending score (the decisions do not depend on the order)."""
     nt, kt, dev = num_thing_kernels, num_thing_classes, probs.device
     top_s, top_i = scores[:nt, :kt].flatten().topk(nt)
@@ -561,7 +577,11 @@ def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_th
     keep = keep[score[keep].argsort(descending=True)]
     rank = torch.full_like(label, -1)
     rank[keep] = torch.arange(len(keep), device=dev)
-    return rank[best], kernel[keep], label[keep], score[keep]
+    seg = rank[best]  # (H, W), -1 where the arg-max candidate was rejected
+    if len(keep):  # those pixels go to their best kept candidate instead of void
+        fill = keep[(score[keep, None, None] * probs[kernel[keep]]).argmax(0)]
+        seg = torch.where(seg < 0, rank[fill], seg)
+    return seg, kernel[keep], label[keep], score[keep]
 
 def box_iou(a, b):
     """(P, 4), (Q, 4) boxes x0 y0 x1 y1 -> (P, Q) IoU."""

@@ -7,6 +7,10 @@ Every baseline is built from the ground truth, so it isolates one skill:
   semantics, things merged    : perfect classes, every thing class one segment per frame (no instances)
   semantics, instances, no ids: perfect classes and instance masks, but a fresh id in every frame (no tracking)
   oracle                      : the ground truth itself (STQ = 1 up to void conventions)
+  oracle at Pix2Seq-D's output: the ground truth through Pix2Seq-D's mask resolution (every 2nd pixel, nearest x2
+                                back): the ceiling of its output resolution
+  oracle at Video K-Net stride s: each GT segment's mask average-pooled to stride s (4: tiny preset, 8: paper),
+                                upsampled bilinearly and arg-maxed, as the model's masks are decoded: its ceiling
 A model segments instances only when its AQ beats "things merged", and tracks only when it beats "no ids".
 """
 import argparse
@@ -15,20 +19,39 @@ import os
 import sys
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 import metrics  # noqa: E402
 
 
+def through_stride(sem, inst, stride):
+    """GT (H, W) maps -> the same maps after each segment's soft mask went to `stride` and back (Video K-Net's
+    decoding: average pool, bilinear upsampling, arg-max over segments); void pixels go to their best segment."""
+    key = sem * 2 ** 20 + inst
+    segments = np.unique(key[sem != data.IGNORE_LABEL])
+    masks = torch.from_numpy(key[None] == segments[:, None, None]).float()[None]  # (1, S, H, W)
+    low = F.avg_pool2d(masks, stride)
+    up = F.interpolate(low, size=sem.shape, mode="bilinear", align_corners=False)[0]
+    best = segments[up.argmax(0).numpy()]
+    return best // 2 ** 20, best % 2 ** 20
+
+
 def baselines(sem, inst, t):
     """GT (H, W) maps of frame t -> {name: (pred_semantic, pred_instance)}."""
     things = np.isin(sem, data.THING_CLASSES)
+    half = (slice(None, None, 2), slice(None, None, 2))
+    pix2seq = [m[half].repeat(2, 0).repeat(2, 1)[: sem.shape[0], : sem.shape[1]] for m in (sem, inst)]
     return {
         "road everywhere": (np.zeros_like(sem), np.zeros_like(inst)),
         "semantics, things merged": (sem, things.astype(np.int64)),
         "semantics, instances, no ids": (sem, np.where(inst > 0, inst + 1000 * (t + 1), 0)),
         "oracle": (sem, inst),
+        "oracle at Pix2Seq-D's output (stride 2)": tuple(pix2seq),
+        "oracle at Video K-Net stride 4 (tiny)": through_stride(sem, inst, 4),
+        "oracle at Video K-Net stride 8 (paper)": through_stride(sem, inst, 8),
     }
 
 

@@ -150,6 +150,21 @@ def test_permutation_is_shared_within_a_clip_and_compact():
     assert len(mappings) > 3  # the permutation is random, not a fixed relabelling
 
 
+def test_wide_id_range_draws_distinct_ids_without_skew_shared_by_the_clip():
+    ins = torch.zeros(400, 2, 2, 3, dtype=torch.long)  # 400 clips, 2 frames: raw ids 7 and 9 in both frames
+    ins[:, :, 0, 0], ins[:, :, 1, 2] = 7, 9
+    new = P.permute_ids(ins, 256, torch.Generator().manual_seed(0), id_range=16)
+    assert torch.equal(new[:, 0], new[:, 1])  # one mapping per clip: condition and target share it
+    a, b = new[:, 0, 0, 0], new[:, 0, 1, 2]
+    assert (a != b).all() and (new[:, :, 0, 1] == 0).all()  # distinct ids, 0 stays 0
+    counts = torch.bincount(torch.cat([a, b]), minlength=17)[1:]
+    assert counts.sum() == 800 and counts.min() > 25 and counts.max() < 80  # ~50 each of 1..16: no skew
+    compact = P.permute_ids(ins, 256, torch.Generator().manual_seed(0))  # id_range 0: a permutation of 1, 2
+    assert set(compact[:, 0, 0, 0].tolist()) == {1, 2}
+    many = torch.arange(20).view(1, 1, 4, 5).expand(1, 2, 4, 5)  # more ids than the range: 1..n, all distinct
+    assert sorted(P.permute_ids(many, 256, id_range=8)[0, 0].flatten().tolist()) == list(range(20))
+
+
 def test_pixel_weights_match_brute_force():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 5, (2, 5, 6), generator=g)
@@ -271,8 +286,8 @@ def test_id_remapper_gives_fresh_ids_to_reappearing_ids():
 
 
 class _CopyStub(torch.nn.Module):
-    """Stands in for Pix2SeqD: predicts class 2 (shifted 3) on the right half, void on the left, and the id of the
-    previous frame (read from the conditioning bits) plus one."""
+    """Stands in for Pix2SeqD: predicts class 2 (shifted 3) on the right half, void on the left (with class 4, shifted
+    5, second), and the id of the previous frame (read from the conditioning bits) plus one."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -287,7 +302,9 @@ class _CopyStub(torch.nn.Module):
         cls = torch.full((B, h, w), 3)
         cls[..., : w // 2] = 0
         ids = torch.where(cls > 0, prev[:, 1].amax((1, 2), keepdim=True) + 1, 0)
-        return 50.0 * torch.cat([F.one_hot(cls, 256), F.one_hot(ids, 256)], -1).permute(0, 3, 1, 2).float()
+        logits = 50.0 * torch.cat([F.one_hot(cls, 256), F.one_hot(ids, 256)], -1).permute(0, 3, 1, 2).float()
+        logits[:, 5, :, : w // 2] = 10.0  # the runner-up class where void wins
+        return logits
 
 
 def test_predict_video_feeds_back_its_predictions_and_crops():
@@ -296,8 +313,20 @@ def test_predict_video_feeds_back_its_predictions_and_crops():
     assert len(out) == 3
     for k, (sem, ins) in enumerate(out):
         assert sem.shape == ins.shape == (20, 36) and sem.dtype == ins.dtype == torch.int64
-        assert (sem[:, :24] == 255).all() and (ins[:, :24] == 0).all()  # void left of the padded mask's middle
+        assert (sem[:, :24] == 4).all() and (ins[:, :24] == 0).all()  # void is never decoded: the best real class
         assert (sem[:, 24:] == 2).all() and (ins[:, 24:] == k + 1).all()  # id 1, 2, 3: copied from t-1, plus one
+
+
+def test_decode_logits_takes_the_best_real_class_and_id():
+    cfg = tiny(max_instances=8)
+    logits = torch.zeros(2 * 256, 1, 4)
+    logits[0] = 9  # void wins everywhere ...
+    logits[1 + 19, :, 0] = 8  # ... then a class id above K (19 classes: 1..19 are real) at pixel 0
+    logits[1 + 3, :, :2], logits[1 + 7, :, 2:] = 5, 6  # the best real classes: 3 and 7
+    logits[256 + 200] = 9  # an id outside the permutation range (max_instances 8) wins everywhere ...
+    logits[256 + 5, :, 1] = 4  # ... the best allowed id: 5 at pixel 1, 0 elsewhere
+    out = P.decode_logits(logits, cfg)
+    assert out[0, 0].tolist() == [4, 4, 8, 8] and out[1, 0].tolist() == [0, 5, 0, 0]
 
 
 def test_predict_video_smoke_real_model():

@@ -193,6 +193,19 @@ def test_frame_targets_on_a_hand_built_label_map():
 # Training: gradients, overfitting, bad input
 
 
+def test_semantic_fpn_stride_4_keeps_the_state_dict_and_doubles_the_mask_size():
+    m8, m4 = small_model(mask_stride=8), small_model(mask_stride=4)
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(m8) == shapes(m4)  # the original's upsample_times=3: same weights, one more upsampling
+    m4.load_state_dict(m8.state_dict())  # so stride-8 weights (and the authors') load into a stride-4 model
+    x = torch.rand(1, 3, 64, 96)
+    assert m8(x)["masks"][-1].shape[-2:] == (8, 12) and m4(x)["masks"][-1].shape[-2:] == (16, 24)
+    with pytest.raises(ValueError, match="stride"):
+        small_model(mask_stride=2)
+    img, sem, ins = toy_clip()  # the loss compares both at stride 2
+    assert torch.isfinite(vk.compute_loss(m4, img, sem, ins)[0])
+
+
 def test_every_parameter_gets_a_finite_gradient():
     model = small_model()
     img, sem, ins = toy_clip()
@@ -240,17 +253,25 @@ def test_compute_loss_rejects_bad_shapes():
 # Inference: merge, tracker, video loop
 
 
-def test_panoptic_merge_leaves_rejected_pixels_void():
+def test_panoptic_merge_gives_rejected_pixels_to_the_best_kept_segment():
     H, W = 2, 6
     probs = torch.zeros(4, H, W)  # kernels: 2 things, 2 stuff (model classes 2, 3)
     probs[0, :, :2] = 0.9  # a confident car on the left
     probs[1, :, 4:] = 0.9  # a person with a low score on the right
     probs[2, :, 2:4] = 0.9  # road in the middle
+    probs[2, :, 5] = 0.2  # ... a little of it under the person's right column
     probs[3] = 0.01
     scores = torch.tensor([[0.05, 0.9, 0, 0], [0.1, 0.05, 0, 0], [0, 0, 0.8, 0], [0, 0, 0, 0.5]])
     seg, kernel, label, score = vk.panoptic_merge(probs, scores, 2, 2)
     assert kernel.tolist() == [0, 2] and label.tolist() == [1, 2]  # by score: car 0.9, road 0.8
-    assert seg[:, :2].eq(0).all() and seg[:, 2:4].eq(1).all() and seg[:, 4:].eq(-1).all()
+    assert seg[:, :2].eq(0).all() and seg[:, 2:4].eq(1).all()
+    # the rejected person's pixels: no void; each goes to the kept candidate with the highest score x prob there
+    # (column 4: car 0.9 x 0 = road 0.8 x 0 = stuff 0.5 x 0.01 -> the stuff kernel 3 (rank 2 is not kept: its area
+    # is 0, so the car, rank 0, wins the tie); column 5: road 0.8 x 0.2)
+    assert seg[:, 5].eq(1).all() and seg.ge(0).all()
+    # nothing kept at all (every candidate rejected): void
+    seg, kernel, _, _ = vk.panoptic_merge(probs[:2], scores[:2, :2], 2, 2, score_thr=0.95)
+    assert len(kernel) == 0 and seg.eq(-1).all()
 
 
 def test_mask_boxes_and_box_iou_on_hand_built_cases():
