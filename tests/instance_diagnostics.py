@@ -1,0 +1,64 @@
+"""Where a checkpoint loses AQ: per-frame instance counts, matches, id hand-over, and which ids cover each object.
+
+    python tests/instance_diagnostics.py --ckpt out/ckpt.pt [--split test] [--videos 3] [--show 1]
+
+For the first --videos videos of the split, per frame: ground-truth thing instances, predicted thing segments (class,
+id) with an id, how many ground-truth instances a predicted segment matches with IoU > 0.5, and, for an instance
+matched in two consecutive frames, whether its predicted id stayed the same. With --show N, the first N frames of the
+first video list, per ground-truth instance, its pixels' most common predicted (trainId / id) pairs. Few matches
+means the masks are the problem (segmentation); matches that change id mean association is. Not collected by pytest.
+"""
+import argparse
+import collections
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import data  # noqa: E402
+import infer  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--split", default="test", help="test by default: keep the val videos for reporting")
+    p.add_argument("--videos", type=int, default=3)
+    p.add_argument("--show", type=int, default=0, help="frames of the first video to list object by object")
+    args = p.parse_args(argv)
+    model, ckpt = infer.load_checkpoint(args.ckpt)
+    name = ckpt["args"]["model"]
+    total = collections.Counter()
+    for v, seq in enumerate(data.load_sequences(ckpt["args"]["dataset"], None, args.split)[: args.videos]):
+        kw = dict(generator=torch.Generator().manual_seed(ckpt["args"]["seed"])) if name == "pix2seq_d" else {}
+        previous = {}  # GT instance -> predicted (class, id) matched in the previous frame
+        for t, sem, ins in infer.predict_sequence(model, name, seq, torch.device("cpu"), **kw):
+            gt_sem, gt_ins = seq.label(t)
+            gt = sorted({(c, i) for c, i in zip(gt_sem[gt_ins > 0].tolist(), gt_ins[gt_ins > 0].tolist())})
+            thing = np.isin(sem, data.THING_CLASSES) & (ins > 0)
+            pred = sorted(set(zip(sem[thing].tolist(), ins[thing].tolist())))
+            matched = {}
+            for c, i in gt:
+                g = (gt_sem == c) & (gt_ins == i)
+                for pc, pi in pred:
+                    q = (sem == pc) & (ins == pi)
+                    if (g & q).sum() > 0.5 * (g | q).sum():
+                        matched[(c, i)] = (pc, pi)
+                if v == 0 and t < args.show:
+                    top = collections.Counter(zip(sem[g].tolist(), ins[g].tolist())).most_common(3)
+                    print(f"video {seq.name} frame {t} GT {c}/{i} ({g.sum()} px): "
+                          + ", ".join(f"{a}/{b} x{n}" for (a, b), n in top))
+            kept = [matched[k] == previous[k] for k in matched if k in previous]
+            total.update(frames=1, gt=len(gt), pred=len(pred), matched=len(matched), pairs=len(kept), kept=sum(kept))
+            previous = matched
+    f = max(1, total["frames"])
+    print(f"{name} step {ckpt['step']}, {args.split} split, {total['frames']} frames: per frame {total['gt'] / f:.2f} "
+          f"GT thing instances, {total['pred'] / f:.2f} predicted, {total['matched'] / f:.2f} matched (IoU > 0.5); "
+          f"matched in consecutive frames with the same id: {total['kept']}/{total['pairs']}")
+    return total
+
+
+if __name__ == "__main__":
+    main()
