@@ -18,6 +18,7 @@ import data
 import infer
 import train
 import video_knet as vk
+from tests.test_train import FAST, one_thread  # noqa: F401  the quick-run flags; autouse one-thread fixture
 from tests.test_video_knet import mmdet_state_dict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,16 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 KEYS = [x.strip() for x in (Path(__file__).parent / "knet_checkpoint_keys.txt").read_text().splitlines()
         if x.strip() and not x.startswith("#")]
 THEIR_VIDEO_ONLY = re.compile(r"\.(attention_previous|link_ffn)|^(embed_fcs|fc_embed|track_head)\.")
-FAST = ["--max_iters", "2", "--eval_interval", "2", "--log_interval", "1", "--batch_size", "2",
-        "--eval_videos", "1", "--eval_frames", "2", "--crop", "64x96"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
