@@ -23,6 +23,7 @@ import json
 import math
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +196,25 @@ def kitti_step_sequences(root, split):
         labels = _frames_by_number(files, r"(\d+)_(\d+)_panoptic\.png")
     if not images:
         raise MissingSplit(f"{image_dir}: no frames found for split {split} ({layout} layout)")
-    return _group(images, labels, split, labelled)
+    sequences = _group(images, labels, split, labelled)
+    check_official_split(sequences, split, image_dir)
+    return sequences
+
+
+def check_official_split(sequences, split, where):
+    """KITTI-STEP [Sequence] of `split` -> None; warns naming `where` when a train / val tree holds a sequence of the
+    other official split (KITTI_STEP_SPLITS) or of neither: its scores would not compare with published ones."""
+    if split not in KITTI_STEP_SPLITS:
+        return
+    other = "val" if split == "train" else "train"
+    numbers = [int(s.name) for s in sequences]
+    moved = [n for n in numbers if n in KITTI_STEP_SPLITS[other]]
+    unknown = [n for n in numbers if n not in KITTI_STEP_SPLITS[split] + KITTI_STEP_SPLITS[other]]
+    found = [f"{moved} of the official {other} split"] * bool(moved) + [f"{unknown} of neither"] * bool(unknown)
+    if found:
+        warnings.warn(f"{where}: the {split} split holds sequences {' and '.join(found)} (official {split}: "
+                      f"{list(KITTI_STEP_SPLITS[split])}); its scores will not compare with published ones",
+                      stacklevel=2)
 
 
 def cityscapes_sequences(root, split):

@@ -2,14 +2,20 @@
 
     python infer.py --ckpt out/ckpt.pt --dataset kitti_step --root DIR --split val --out preds
     python infer.py --ckpt out/ckpt.pt                        # the held-out synthetic videos, no files needed
+    python infer.py --ckpt out/ckpt.pt --frames DIR --out preds   # your own frames, no labels
 
 Writes OUT/{seq:04d}/{frame:06d}.png (R = class, G*256+B = track id; readable by metrics.py and deeplab2), and per
 sequence OUT/gifs/{seq}_{input,semantic,instance,panoptic,overlay}.gif. With ground truth it scores STQ / AQ / SQ
 / VPQ and saves OUT/metrics.json. The checkpoint names its model and config, so one script serves both models.
+
+--frames DIR: a folder of images (PNG or JPEG, in natural name order: 2.png before 10.png) is one video; a folder of
+such folders is one video per folder. Each prediction is written at its image's own size (the model pads to the
+multiple it needs and crops back) as OUT/{video}/{image name}.png, plus the GIFs.
 """
 import argparse
 import json
 import math
+import re
 import sys
 import types
 from contextlib import nullcontext
@@ -17,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -25,16 +32,14 @@ import metrics
 import pix2seq_d
 import video_knet
 
-# Each model file exposes the same four names: Config, Model, compute_loss, predict_video.
-MODELS = {
-    "pix2seq_d": (pix2seq_d.Pix2SeqDConfig, pix2seq_d.Pix2SeqD, pix2seq_d),
-    "video_knet": (video_knet.VideoKNetConfig, video_knet.VideoKNet, video_knet),
-}
+# Model name -> its file. Each exposes the same names: Config, Model, PRESETS, compute_loss, predict_video,
+# load_backbone_weights.
+MODELS = {"pix2seq_d": pix2seq_d, "video_knet": video_knet}
 
 
 def build_model(name, config):
     """Model name + config dict -> (nn.Module, config dataclass). Tuples come back from JSON-ish dicts as lists."""
-    Config, Model, _ = MODELS[name]
+    Config, Model = MODELS[name].Config, MODELS[name].Model
     fields = Config.__dataclass_fields__
     unknown = set(config) - set(fields)
     if unknown:
@@ -108,20 +113,96 @@ def compile_for_inference(model, name, backend="inductor", fullgraph=False):
 
 
 # -----------------------------------------------------------------------------
+# A user's own frames (--frames): no labels, any size
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def natural_key(path):
+    """Path -> sort key comparing digit runs as numbers: frame2.png before frame10.png."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def frame_folder(folder):
+    """Folder of images -> data.Sequence named after the folder (no labels); UserError naming what is wrong.
+
+    Hidden files (.DS_Store, ...) are skipped; any other file must be a PNG or JPEG, and all of one size."""
+    files = sorted((f for f in Path(folder).iterdir() if not f.name.startswith(".")), key=natural_key)
+    for f in files:
+        if f.is_dir() or f.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"--frames: {f} is not a PNG or JPEG image (a video folder holds images only)")
+    if not files:
+        raise UserError(f"--frames: {folder} holds no images")
+    stems = [f.stem for f in files]
+    if len(set(stems)) < len(stems):
+        twin = next(f for f in files if stems.count(f.stem) > 1)
+        raise UserError(f"--frames: two images in {folder} are named {twin.stem} (their outputs would collide)")
+    sizes = {}
+    for f in files:  # reads the headers only: a wrong size shows up before minutes of predicting
+        try:
+            with Image.open(f) as im:
+                sizes[f] = im.size
+        except Exception as e:  # PIL: UnidentifiedImageError, OSError...
+            raise UserError(f"--frames: {f} is not a readable image ({type(e).__name__})") from None
+    if len(set(sizes.values())) > 1:
+        first = files[0]
+        odd = next(f for f in files if sizes[f] != sizes[first])
+        raise UserError(f"--frames: {odd} is {sizes[odd][0]}x{sizes[odd][1]} but {first} is "
+                        f"{sizes[first][0]}x{sizes[first][1]} (width x height): one video, one frame size")
+    return data.Sequence(Path(folder).resolve().name, files, None)
+
+
+def frame_folders(root):
+    """--frames DIR -> [data.Sequence]: DIR of images is one video, DIR of folders of images one video each."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"--frames {root}: not a folder")
+    entries = [f for f in root.iterdir() if not f.name.startswith(".")]
+    folders = sorted((f for f in entries if f.is_dir()), key=natural_key)
+    if not entries:
+        raise UserError(f"--frames {root}: the folder is empty (expected images, or one folder of images per video)")
+    if folders and len(folders) < len(entries):
+        stray = sorted(set(entries) - set(folders), key=natural_key)[0]
+        raise UserError(f"--frames {root}: holds both folders and files ({stray}); put the images of each video in "
+                        f"a folder of their own, or give the folder of one video")
+    return [frame_folder(f) for f in folders] if folders else [frame_folder(root)]
+
+
+# -----------------------------------------------------------------------------
 # Streaming prediction and scoring
 
-def predict_sequence(model, name, seq, device, autocast=nullcontext(), max_frames=0, **kw):
-    """Sequence -> iterator of (frame index, semantic (H, W) int64 np, instance (H, W) int64 np), streamed."""
+def predict_sequence(model, name, seq, device, autocast=nullcontext(), max_frames=0, height=0, **kw):
+    """Sequence -> iterator of (frame index, semantic (H, W) int64 np, instance (H, W) int64 np), streamed.
+
+    height > 0: the model sees each frame resized to that height (aspect kept, bilinear with antialiasing), and the
+    predictions are resized back to (H, W) (nearest), e.g. to show a KITTI-trained model frames of its own scale."""
     n = len(seq) if max_frames <= 0 else min(max_frames, len(seq))
-    frames = (torch.from_numpy(seq.image(i)).to(device).permute(2, 0, 1).float() / 255 for i in range(n))
+    size = None  # (H, W) of the video's frames, known at the first frame
+
+    def frames():
+        nonlocal size
+        for i in range(n):
+            frame = torch.from_numpy(seq.image(i)).to(device).permute(2, 0, 1).float() / 255  # (3, H, W)
+            size = frame.shape[1:]
+            if height > 0 and height != size[0]:
+                width = max(1, round(size[1] * height / size[0]))
+                frame = F.interpolate(frame[None], (height, width), mode="bilinear", antialias=True)[0].clamp(0, 1)
+            yield frame
+
     with autocast:
-        for i, (sem, inst) in enumerate(MODELS[name][2].predict_video(model, frames, **kw)):
+        for i, (sem, inst) in enumerate(MODELS[name].predict_video(model, frames(), **kw)):
+            if sem.shape != size:  # resized: back to the frame's own size
+                both = F.interpolate(torch.stack([sem, inst])[None].float(), size, mode="nearest")[0].long()
+                sem, inst = both[0], both[1]
             yield i, sem.cpu().numpy(), inst.cpu().numpy()
 
 
 def evaluate(model, name, sequences, device, autocast=nullcontext(), max_frames=0, out=None, gifs=False,
-             convention="official", progress=True, **kw):
-    """Model + [Sequence] -> metrics.result() dict (None without labels); optionally writes PNGs and GIFs to out."""
+             convention="official", progress=True, image_names=False, height=0, **kw):
+    """Model + [Sequence] -> metrics.result() dict (None without labels); optionally writes PNGs and GIFs to out.
+
+    PNGs are out/{sequence}/{frame index:06d}.png, or named after the input images with image_names=True. height:
+    see predict_sequence."""
     scorer = metrics.VideoPanopticMetrics(data.NUM_CLASSES, data.THING_CLASSES, data.IGNORE_LABEL,
                                           convention=convention)
     labelled = all(s.labels is not None for s in sequences)
@@ -129,9 +210,10 @@ def evaluate(model, name, sequences, device, autocast=nullcontext(), max_frames=
     bar = tqdm(total=total, desc="predict", unit="frame", disable=not progress, leave=False)
     for seq in sequences:
         views = {}  # view name -> [PIL frames], downscaled as they come, so memory stays small
-        for i, sem, inst in predict_sequence(model, name, seq, device, autocast, max_frames, **kw):
+        for i, sem, inst in predict_sequence(model, name, seq, device, autocast, max_frames, height, **kw):
             if out is not None:
-                data.write_panoptic_png(Path(out) / seq.name / f"{i:06d}.png", sem, inst)
+                stem = Path(seq.images[i]).stem if image_names else f"{i:06d}"
+                data.write_panoptic_png(Path(out) / seq.name / f"{stem}.png", sem, inst)
             if labelled:
                 scorer.update(seq.name, *seq.label(i, sem.shape), sem, inst)
             if gifs and i < GIF_FRAMES:
@@ -174,6 +256,8 @@ def parse_args(argv=None):
     p.add_argument("--ckpt", default="out/ckpt.pt", help="checkpoint written by train.py")
     p.add_argument("--dataset", default="synthetic", choices=data.DATASETS)
     p.add_argument("--root", help="dataset root (kitti_step / cityscapes)")
+    p.add_argument("--frames", help="your own frames instead of a dataset: a folder of images (one video) or of "
+                   "folders of images (one video each), PNG or JPEG, any size")
     p.add_argument("--split", default="val", help="train, val or test (test: no scores)")
     p.add_argument("--out", default="out/pred", help="output folder for PNGs, GIFs and metrics.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -182,13 +266,23 @@ def parse_args(argv=None):
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="use the EMA weights")
     p.add_argument("--gifs", action=argparse.BooleanOptionalAction, default=True, help="write five GIFs per sequence")
     p.add_argument("--max_frames", type=int, default=0, help="frames per sequence (0 = all)")
+    p.add_argument("--height", type=int, default=0, help="resize frames to this height for the model (aspect kept) "
+                   "and the predictions back to the frames' size; 0 = as they are (the model pads)")
     p.add_argument("--steps", type=int, default=None, help="Pix2Seq-D: DDIM steps (default: the config's)")
     p.add_argument("--td", type=float, default=None, help="Pix2Seq-D: DDIM time difference in steps")
     p.add_argument("--seed", type=int, default=0, help="Pix2Seq-D: sampling noise seed")
     p.add_argument("--convention", default="official", choices=["official", "videoknet"], help="see metrics.py")
+    p.add_argument("--postprocess", choices=["ours", "original"], default=None,
+                   help="Video K-Net: 'original' follows the original's test path (mask sigmoid order, road for "
+                   "unclaimed pixels, semantic box filter, its id bookkeeping) for the authors' weights; see "
+                   "video_knet.predict_video (default: ours)")
     args = p.parse_args(argv)
     if not args.dataset.startswith("synthetic") and not args.root:
         p.error(f"--dataset {args.dataset} needs --root")
+    if args.height < 0:
+        p.error(f"--height {args.height}: must be >= 0 (0 = frames as they are)")
+    if args.frames and (args.root or args.dataset != "synthetic"):
+        p.error("--frames replaces --dataset and --root: give one or the other")
     if args.dataset.startswith("synthetic") and args.root:
         p.error(f"--root {args.root} is given but --dataset is {args.dataset}: add --dataset kitti_step or cityscapes")
     return args
@@ -204,14 +298,22 @@ def main(args):
     name = ckpt["args"]["model"]
     if name != "pix2seq_d" and (args.steps is not None or args.td is not None):
         raise UserError(f"--steps and --td are Pix2Seq-D sampler flags; {args.ckpt} holds a {name} model")
+    if name != "video_knet" and args.postprocess is not None:
+        raise UserError(f"--postprocess is a Video K-Net flag; {args.ckpt} holds a {name} model")
     net = compile_for_inference(model, name) if cuda and args.compile else model
     kw = {}
     if name == "pix2seq_d":
         kw = dict(steps=args.steps, td=args.td, generator=torch.Generator(device).manual_seed(args.seed))
-    sequences = data.load_sequences(args.dataset, args.root, args.split)
-    print(f"{name} from {args.ckpt} (step {ckpt['step']}) on {len(sequences)} {args.dataset}/{args.split} videos")
+    elif args.postprocess is not None:
+        kw = dict(postprocess=args.postprocess)
+    if args.frames:
+        sequences, source = frame_folders(args.frames), args.frames
+    else:
+        sequences, source = data.load_sequences(args.dataset, args.root, args.split), f"{args.dataset}/{args.split}"
+    print(f"{name} from {args.ckpt} (step {ckpt['step']}) on {len(sequences)} videos of {source} "
+          f"({sum(map(len, sequences))} frames)")
     result = evaluate(net, name, sequences, device, autocast, args.max_frames, args.out, args.gifs,
-                      args.convention, **kw)
+                      args.convention, image_names=bool(args.frames), height=args.height, **kw)
     if result is not None:
         print(format_scores(result))
         Path(args.out, "metrics.json").write_text(json.dumps(metrics.to_json(result), indent=1))

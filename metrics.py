@@ -325,8 +325,9 @@ def read_panoptic_png(path):
     """KITTI-STEP panoptic PNG path -> semantic (H, W) int64 = R, instance (H, W) int64 = G * 256 + B."""
     try:
         with Image.open(path) as image:
+            image.load()
             mode, rgb = image.mode, np.asarray(image)
-    except OSError as e:  # PIL: missing, truncated or not an image
+    except Exception as e:  # PIL: OSError (missing, truncated, not an image), SyntaxError / ValueError (broken chunks)
         raise UserError(f"{path}: unreadable or truncated PNG ({type(e).__name__}: {e})") from None
     if mode != "RGB":
         raise UserError(f"{path}: expected an RGB panoptic PNG (R class, G * 256 + B instance), got {mode}")
@@ -407,6 +408,15 @@ def main(argv=None):
     sequences = list_frames(args.gt)
     if not os.path.isdir(args.pred):
         raise UserError(f"prediction directory {args.pred} does not exist (infer.py --out writes one)")
+    gt_frames, extra = {(seq, f) for seq, frames in sequences for f in frames}, []
+    for seq in sorted(os.listdir(args.pred), key=natural_key):  # predictions of frames the ground truth lacks
+        if os.path.isdir(os.path.join(args.pred, seq)):
+            extra += [os.path.join(seq, f) for f in sorted(os.listdir(os.path.join(args.pred, seq)), key=natural_key)
+                      if f.endswith(".png") and (seq, f) not in gt_frames]
+    if extra:  # the wrong --gt split, or misnamed frames: the score would silently leave them out
+        raise UserError(f"predicted frame {os.path.join(args.pred, extra[0])} has no ground truth "
+                        f"{os.path.join(args.gt, extra[0])} ({len(extra)} such frames): score against the --gt split "
+                        "the predictions were made on")
     with tqdm(total=sum(len(f) for _, f in sequences), desc="frames", unit="frame") as bar:
         for seq, frames in sequences:
             for name in frames:

@@ -426,6 +426,11 @@ class Pix2SeqD(nn.Module):
         return {"logits": self.denoise(x_t, gamma, self.encode(image), cond)}
 
 
+# The names train.py and infer.py look up in every model file (with PRESETS, compute_loss, predict_video).
+Config = Pix2SeqDConfig
+Model = Pix2SeqD
+
+
 def count_parameters(model):
     """nn.Module -> int number of parameters."""
     return sum(p.numel() for p in model.parameters())

@@ -201,7 +201,7 @@ def init_summary(own, loaded, skipped, present, expected):
 
 def mmdet_name(key):
     """The authors' mmdet key name -> ours, by video_knet.MMDET_RENAMES (as load_mmdet_checkpoint maps it)."""
-    for pattern, repl in MODELS["video_knet"][2].MMDET_RENAMES:
+    for pattern, repl in MODELS["video_knet"].MMDET_RENAMES:
         key = re.sub(pattern, repl, key)
     return key
 
@@ -223,7 +223,7 @@ def load_init(model, name, path, allow_partial=False):
             raise UserError(f"--init_from {path}: neither a checkpoint written by train.py nor an mmdet (Video) K-Net "
                             "state_dict (a dict of tensors, or one under 'state_dict')")
         ours = {k: mmdet_name(k) for k in state}
-        result = MODELS["video_knet"][2].load_mmdet_checkpoint(model, state)
+        result = MODELS["video_knet"].load_mmdet_checkpoint(model, state)
         loaded, kind = {ours[k] for k in result["loaded"]}, "mmdet"
         skipped = [(k, f"shape {tuple(state[k].shape)} vs {own[ours[k]]}" if ours[k] in own else "unexpected")
                    for k in result["skipped"]]
@@ -319,7 +319,7 @@ def main(args):
                         "both the train and the val split: the scores would not be held out")
 
     # ------------------------------------------------------------------ model, EMA, optimizer
-    module = MODELS[args.model][2]
+    module = MODELS[args.model]
     config = dict(module.PRESETS[args.preset])
     if args.model == "pix2seq_d":
         config.update({k: getattr(args, k) for k in ("cond", "num_cond_frames") if getattr(args, k) is not None})
@@ -511,15 +511,21 @@ def main(args):
                 torch.distributed.barrier()
             t0 = time.time()
     bar.close()
-    if ddp:  # cheap end-of-run check that DDP kept every replica identical
-        diff = torch.zeros((), device=device)
-        for p in raw_model.parameters():
-            p0 = p.detach().clone()
-            torch.distributed.broadcast(p0, 0)
-            diff = torch.maximum(diff, (p.detach() - p0).abs().max())
+    if ddp:  # cheap end-of-run check that DDP kept every replica identical, the EMA included. BatchNorm statistics in
+        # training mode differ by each rank's last batch (DDP broadcasts rank 0's at every forward; rank 0 saves).
+        ema = (ema_model.parameters(), ema_model.buffers()) if ema_model is not None else ((), ())
+        groups = {"parameters": raw_model.parameters(), "buffers": buffers, "EMA parameters": ema[0],
+                  "EMA buffers": ema[1]}
+        diff = torch.zeros(len(groups), device=device)
+        for i, tensors in enumerate(groups.values()):
+            for t in (t.detach() for t in tensors if t.numel()):
+                on_rank0 = t.clone()
+                torch.distributed.broadcast(on_rank0, 0)
+                diff[i] = torch.maximum(diff[i], (t - on_rank0).abs().max().float())
         torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
         if master:
-            print(f"ddp: max parameter difference from rank 0 over {world} ranks: {diff.item():.3g}")
+            print(f"ddp: max difference from rank 0 over {world} ranks: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in zip(groups, diff.tolist())))
         torch.distributed.barrier()  # no rank tears the group down while another still talks to it
         torch.distributed.destroy_process_group()
     return ckpt_path

@@ -25,11 +25,13 @@ Differences from the original (and why):
   masks); a dropped detection gets no id. Boxes come from the segment masks (no RPN semantic filter).
 - Pixels whose arg-max candidate the merge rejects go to the best kept candidate, not road (0) as in the original
   (deeplab2's STQ scores predicted void on a labelled pixel as an extra IoU-0 class, so void would cost SQ).
+- Mask logits are resized to the frame, then passed through the sigmoid (the original: x4, sigmoid, resize).
+  predict_video(postprocess="original") follows the original in these last three points, for its weights' numbers.
 - No Kernel Fusion (Swin configs only; not in the released R50 config).
 - The tiny preset (CPU, 96x288 synthetic frames) uses mask_stride 4, the original SemanticFPNWrapper's
   upsample_times=3 (same weights): at stride 8 a 96x288 frame is a 12x36 mask and small persons vanish (ground truth
   pushed through stride 8 scores STQ 0.55 on the synthetic val videos, through stride 4 0.82:
-  tests/synthetic_baselines.py). The paper preset keeps stride 8.
+  scripts/synthetic_baselines.py). The paper preset keeps stride 8.
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
 N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C).
@@ -314,6 +316,10 @@ class VideoKNet(nn.Module):
         return out
 
 
+# The names train.py and infer.py look up in every model file (with PRESETS, compute_loss, predict_video).
+Config = VideoKNetConfig
+Model = VideoKNet
+
 # -----------------------------------------------------------------------------
 # Matching
 
@@ -557,14 +563,15 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
 # -----------------------------------------------------------------------------
 # Inference: panoptic merge, tracker, video loop
 
-def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_thr=0.25, overlap_thr=0.6):
+def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_thr=0.25, overlap_thr=0.6, fill=True):
     """(N, H, W) mask probs, (N, K) class probs -> segments (H, W) int64 (-1 void), kernel, label, score (S,) each.
 
     K-Net's joint merge: thing candidates are the top-Nt (kernel, thing class) pairs, stuff kernel j is scored by
     its class Kt + j. Each pixel goes to the arg-max of score x prob. A candidate is kept if it is stuff or scores
-    >= score_thr, and keeps >= overlap_thr of its (prob >= 0.5) area. Pixels of rejected candidates go to the kept
-    candidate with the highest score x prob there (the original paints them road); void only if none is kept.
-    Segments are ordered by descending score (the decisions do not depend on the order)."""
+    >= score_thr, and keeps >= overlap_thr of its (prob >= 0.5) area. fill: pixels of rejected candidates go to the
+    kept candidate with the highest score x prob there, void only if none is kept; fill=False leaves them -1 (the
+    original, which then paints them road). Segments are ordered by descending score (decisions do not depend on
+    the order)."""
     nt, kt, dev = num_thing_kernels, num_thing_classes, probs.device
     top_s, top_i = scores[:nt, :kt].flatten().topk(nt)
     kernel = torch.cat([top_i // kt, torch.arange(nt, len(scores), device=dev)])
@@ -578,7 +585,7 @@ def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_th
     rank = torch.full_like(label, -1)
     rank[keep] = torch.arange(len(keep), device=dev)
     seg = rank[best]  # (H, W), -1 where the arg-max candidate was rejected
-    if len(keep):  # those pixels go to their best kept candidate instead of void
+    if fill and len(keep):  # those pixels go to their best kept candidate instead of void
         fill = keep[(score[keep, None, None] * probs[kernel[keep]]).argmax(0)]
         seg = torch.where(seg < 0, rank[fill], seg)
     return seg, kernel[keep], label[keep], score[keep]
@@ -606,6 +613,7 @@ class Tracker:
         self.tracks = {}  # id -> (embedding (D,), label, last frame seen)
         self.backdrops = []  # last frame's unmatched detections: [(embedding, label)]
         self.frame = self.next_id = 0
+        self.kept = torch.zeros(0, dtype=torch.long)  # last update: kept detections (input indices, score order)
 
     def update(self, boxes, scores, labels, embeds):
         """(M, 4) boxes, (M,) scores, (M,) int64 labels, (M, D) embeddings -> (M,) int64 ids in input order, -1 none."""
@@ -614,6 +622,7 @@ class Tracker:
         iou = box_iou(b, b).tril(-1)  # [i, j]: detection j scored higher than i
         keep = ~(iou > torch.where(s < self.obj_score_thr, self.nms_backdrop_iou, self.nms_class_iou)[:, None]).any(1)
         order, b, s, l, e, iou = order[keep], b[keep], s[keep], l[keep], e[keep], iou[keep][:, keep]
+        self.kept = order  # input indices of the detections that survive the box NMS, in score order
         ids = torch.full((len(s),), -1, dtype=torch.long)
         memo = [(k, v[0], v[1]) for k, v in self.tracks.items()] + [(-1, emb, lab) for emb, lab in self.backdrops]
         if len(s) and memo:
@@ -641,14 +650,39 @@ class Tracker:
         self.frame += 1
         return torch.full((len(scores),), -1, dtype=torch.long).index_put_((order,), ids.clamp(min=-1))
 
+def mask_probabilities(mask_logits, size, H, W, original=False):
+    """(N, h, w) mask logits -> (N, H, W) probabilities: upsampled to the padded size, cropped to the frame (H, W).
+
+    Ours: bilinear resize of the logits, then the sigmoid. original=True: as the original's test path, bilinear x4
+    (its test-time mask_upsample_stride), sigmoid, then bilinear to the padded size, so the probabilities, not the
+    logits, are interpolated over the last factor (soft edges differ; flat regions agree)."""
+    if original:
+        up = F.interpolate(mask_logits[None].float(), scale_factor=4, mode="bilinear", align_corners=False).sigmoid()
+        return F.interpolate(up, size=size, mode="bilinear", align_corners=False)[0, :, :H, :W]
+    up = F.interpolate(mask_logits[None].float(), size=size, mode="bilinear", align_corners=False)
+    return up[0, :, :H, :W].sigmoid()
+
+
 @torch.no_grad()
-def predict_video(model, frames):
+def predict_video(model, frames, postprocess="ours"):
     """Iterable of (3, H, W) float [0, 1] -> yields (semantic (H, W) int64 trainIds / 255, instance (H, W) int64).
 
     Online, one frame at a time (the model is put in eval mode): pad to a multiple of 32 with the mean colour, run
     the model with the previous frame's kernels to link to, merge, track the thing segments. Void and unassigned
     pixels are 255 with instance 0; stuff has instance 0; thing instances are track id + 1, consistent over the
-    video, and 0 where the tracker gives no id (low score or suppressed)."""
+    video, and 0 where the tracker gives no id (low score or suppressed).
+
+    postprocess="original" reproduces the original's test path where ours deliberately differs (for the authors'
+    weights and their reported numbers): (1) mask probabilities as mask_probabilities(original=True); (2) pixels no
+    kept segment claims become road (trainId 0), instance 0, instead of going to the best kept segment; (3) tracker
+    boxes come from each thing segment masked by the RPN semantic arg-max being a thing class (that map resized from
+    the padded size to (H, W) without cropping, as the original), with inclusive ends and (-1, -1, 10, 10) for an
+    empty mask; (4) the ids of the detections the tracker keeps, in its score order, are written onto the thing
+    segments in segment order, so after a box-NMS drop the later ids shift one segment up and the last segments
+    get none (the original's bookkeeping)."""
+    if postprocess not in ("ours", "original"):
+        raise ValueError(f"predict_video: postprocess must be 'ours' or 'original', got {postprocess!r}")
+    original = postprocess == "original"
     model.eval()
     raw = getattr(model, "module", model)  # DDP / torch.compile wrappers -> the VideoKNet
     raw = getattr(raw, "_orig_mod", raw)
@@ -661,17 +695,28 @@ def predict_video(model, frames):
         canvas = F.pad(frame - raw.pixel_mean, (0, -W % 32, 0, -H % 32)) + raw.pixel_mean  # pad: the mean colour
         out = model(canvas[None], prev_kernels=prev)
         prev = out["kernels"]
-        probs = F.interpolate(out["masks"][-1].float(), size=canvas.shape[1:], mode="bilinear",
-                              align_corners=False)[0, :, :H, :W].sigmoid()
+        probs = mask_probabilities(out["masks"][-1][0], canvas.shape[1:], H, W, original)  # (N, H, W)
         seg, kernel, label, score = panoptic_merge(probs, out["cls"][-1][0].float().sigmoid(), cfg.num_thing_kernels,
-                                                   kt, cfg.score_thr, cfg.overlap_thr)
+                                                   kt, cfg.score_thr, cfg.overlap_thr, fill=not original)
         thing = (label < kt).nonzero().squeeze(1)  # segment indices of things
-        boxes = mask_boxes(seg[None] == thing[:, None, None])
+        masks = seg[None] == thing[:, None, None]  # (M, H, W)
+        if original:  # the semantic filter, inclusive box ends, a dummy box for an empty mask
+            seg_logits = F.interpolate(out["seg_logits"].float(), size=(H, W), mode="bilinear", align_corners=False)
+            masks = masks & (seg_logits[0].argmax(0) < kt)
+            boxes = mask_boxes(masks) - torch.tensor([0.0, 0.0, 1.0, 1.0], device=masks.device)
+            boxes[~masks.flatten(1).any(1)] = torch.tensor([-1.0, -1.0, 10.0, 10.0], device=masks.device)
+        else:
+            boxes = mask_boxes(masks)
         ids = tracker.update(boxes, score[thing], label[thing], out["embeds"][0, kernel[thing]].float())
-        seg_id = torch.zeros(len(label) + 1, dtype=torch.long, device=seg.device)  # the last entry is void
-        seg_id[thing] = (ids + 1).to(seg.device)  # no id (-1) -> 0
-        seg_cls = torch.cat([raw.model_to_train[label], torch.tensor([255], device=seg.device)])
-        yield seg_cls[seg], seg_id[seg]  # seg == -1 picks the void entry
+        seg_id = torch.zeros(len(label) + 1, dtype=torch.long, device=seg.device)  # the last entry: unclaimed
+        if original:
+            kept = ids[tracker.kept]  # the kept detections' ids in the tracker's order, paired with segments in theirs
+            seg_id[thing[:len(kept)]] = (kept + 1).clamp(min=0).to(seg.device)
+        else:
+            seg_id[thing] = (ids + 1).to(seg.device)  # no id (-1) -> 0
+        unclaimed = torch.tensor([0 if original else 255], device=seg.device)  # the original paints them road
+        seg_cls = torch.cat([raw.model_to_train[label], unclaimed])
+        yield seg_cls[seg], seg_id[seg]  # seg == -1 picks the last entry
 
 
 # -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""tests/benchmark.py runs on CPU and fills its tables (a smoke test: the numbers themselves live in BENCHMARKS.md)."""
+"""scripts/benchmark.py runs on CPU and fills its tables (a smoke test: the numbers themselves live in BENCHMARKS.md)."""
 import pytest
 
-from tests import benchmark
+from scripts import benchmark
 
 
 def test_model_rows_on_cpu():

@@ -143,17 +143,17 @@ def test_own_checkpoint_import_counts_and_coverage(tmp_path):
 
 @pytest.mark.parametrize("name", ["pix2seq_d", "video_knet"])
 def test_backbone_weights_print_what_they_loaded(tmp_path, name, capsys):
-    model, _ = infer.build_model(name, dict(train.MODELS[name][2].PRESETS["tiny"]))
-    other, _ = infer.build_model(name, dict(train.MODELS[name][2].PRESETS["tiny"]))
+    model, _ = infer.build_model(name, dict(train.MODELS[name].PRESETS["tiny"]))
+    other, _ = infer.build_model(name, dict(train.MODELS[name].PRESETS["tiny"]))
     torch.save(other.backbone.state_dict(), tmp_path / "r50.pth")
     n, total = len(model.backbone.state_dict()), len(model.state_dict())
-    line = train.load_backbone(model, train.MODELS[name][2], tmp_path / "r50.pth")
+    line = train.load_backbone(model, train.MODELS[name], tmp_path / "r50.pth")
     assert line == f"backbone weights from {tmp_path / 'r50.pth'}: loaded {n} of {total} tensors (the backbone); " \
                    f"left at init: {total - n}"
     assert all(torch.equal(v, other.backbone.state_dict()[k]) for k, v in model.backbone.state_dict().items())
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(infer.UserError, match="--backbone_weights .*bad.pth: .*conv1.weight"):
-        train.load_backbone(model, train.MODELS[name][2], tmp_path / "bad.pth")
+        train.load_backbone(model, train.MODELS[name], tmp_path / "bad.pth")
 
 
 # ----------------------------------------------------------------------------- foreign, truncated, other model
@@ -161,7 +161,7 @@ def test_backbone_weights_print_what_they_loaded(tmp_path, name, capsys):
 
 def fake_checkpoint(path, name):
     """A minimal train.py-style checkpoint of the tiny `name` model (no training needed)."""
-    model, cfg = infer.build_model(name, dict(train.MODELS[name][2].PRESETS["tiny"]))
+    model, cfg = infer.build_model(name, dict(train.MODELS[name].PRESETS["tiny"]))
     torch.save({"model": model.state_dict(), "args": {"model": name}, "config": vars(cfg), "step": 0}, path)
 
 

@@ -1,6 +1,7 @@
 """data.py: PNG codec, both KITTI-STEP layouts, Cityscapes mapping, joint augmentation, clear errors."""
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def test_synthetic_hard_is_faster_and_busier_than_synthetic():
 def _tree(tmp_path, layout):
     seqs = data.synthetic_sequences(2, num_frames=3, height=24, width=40, seed=5)
     data.write_kitti_step(seqs, tmp_path, "train", layout)
-    data.write_kitti_step(seqs[:1], tmp_path, "val", layout)
+    data.write_kitti_step([data.Sequence("0002", seqs[0].images, seqs[0].labels)], tmp_path, "val", layout)
     return seqs
 
 
@@ -123,6 +124,47 @@ def test_cityscapes_mapping_on_a_written_fixture(tmp_path):
     assert sem.tolist() == [[0, 1, 11, 11, 11, 13, 13, 12, 18, 255, 255, 14]]
     # person/car keep instances (k + 1, crowd = 0); rider/truck/... become stuff
     assert inst.tolist() == [[0, 0, 0, 2, 3, 1, 6, 0, 0, 0, 0, 0]]
+
+
+# The official cityscapesScripts table (labels.py): labelId -> trainId (255: ignored in evaluation), hasInstances.
+CITYSCAPES_LABELS = {0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255, 11: 2,
+                     12: 3, 13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
+                     24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 29: 255, 30: 255, 31: 16, 32: 17, 33: 18}
+CITYSCAPES_HAS_INSTANCES = (24, 25, 26, 27, 28, 29, 30, 31, 32, 33)  # person .. bicycle, caravan and trailer
+
+
+def test_cityscapes_table_is_the_official_one_for_every_label_id():
+    label_ids = np.arange(256)  # plain labelIds (crowd regions for classes with instances), then instances k = 4
+    instances = np.array([k * 1000 + 4 for k in CITYSCAPES_HAS_INSTANCES])
+    sem, inst = data.cityscapes_instance_ids_to_panoptic(np.concatenate([label_ids, instances])[None])
+    want = [CITYSCAPES_LABELS.get(k, 255) for k in label_ids] + [CITYSCAPES_LABELS[k] for k in CITYSCAPES_HAS_INSTANCES]
+    assert sem[0].tolist() == want
+    assert sorted(set(want) - {255}) == list(range(19))  # all 19 train ids, each from one labelId
+    # person and car keep their instances (k + 1; the plain labelId is crowd, 0); rider, truck, bus, train,
+    # motorcycle, bicycle become stuff (instance 0); caravan and trailer are void
+    want_inst = [0] * 256 + [5 if k in (24, 26) else 0 for k in CITYSCAPES_HAS_INSTANCES]
+    assert inst[0].tolist() == want_inst
+
+
+def test_kitti_step_split_is_the_official_one_and_a_tree_off_it_warns(tmp_path):
+    assert data.KITTI_STEP_SPLITS == {"train": (0, 1, 3, 4, 5, 9, 11, 12, 15, 17, 19, 20),  # README / STEP paper
+                                      "val": (2, 6, 7, 8, 10, 13, 14, 16, 18)}
+    video = data.synthetic_sequences(1, num_frames=1, height=8, width=8)[0]
+
+    def write(number, split):
+        data.write_kitti_step([data.Sequence(f"{number:04d}", video.images, video.labels)], tmp_path, split)
+
+    write(0, "train"), write(2, "val"), write(6, "test")  # the test split has its own numbers: never checked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # on the official split: no warning
+        assert len(data.kitti_step_sequences(tmp_path, "train")) == len(data.kitti_step_sequences(tmp_path, "val"))
+        data.kitti_step_sequences(tmp_path, "test")
+    write(6, "train")  # an official val sequence in train
+    with pytest.warns(UserWarning, match=r"train: the train split holds sequences \[6\] of the official val split"):
+        data.kitti_step_sequences(tmp_path, "train")
+    write(25, "val")
+    with pytest.warns(UserWarning, match=r"val split holds sequences \[25\] of neither"):
+        data.load_sequences("kitti_step", tmp_path, "val")
 
 
 def test_augmentation_is_joint_and_aligned():

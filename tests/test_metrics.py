@@ -477,5 +477,52 @@ def test_cli_errors_name_the_file(tmp_path):
         metrics.main(flags + ["--things", "40"])
 
 
+def broken_pngs(good):
+    """A valid panoptic PNG's bytes -> {what: bytes} of files PIL cannot decode, each failing in another way (Pillow
+    raises OSError, ValueError and SyntaxError for these)."""
+    i = good.index(b"IDAT")  # the image data chunk: 4 length bytes before, data after the 4 type bytes
+    return {"truncated inside the image data": good[:i + 6], "cut to its signature": good[:8],
+            "a zero-length IHDR (ValueError)": good[:11] + b"\0" + good[12:],
+            "an IDAT of the wrong length (SyntaxError)": good[:i - 1] + b"\1" + good[i:],
+            "corrupt image data": good[:i + 4] + bytes([good[i + 4] ^ 0xFF]) + good[i + 5:],
+            "not a PNG": b"GIF89a" + good[6:]}
+
+
+def test_cli_unreadable_pngs_give_one_error_naming_the_file(tmp_path):
+    flags = write_tree(tmp_path, "dl2_stq_complex_example")
+    for side in ("gt", "pred"):
+        path = tmp_path / side / "1" / "2.png"
+        good = path.read_bytes()
+        for what, bad in broken_pngs(good).items():
+            path.write_bytes(bad)
+            with pytest.raises(metrics.UserError, match=r"[/\\]2\.png: unreadable or truncated PNG") as e:
+                metrics.main(flags)
+            assert str(path) in str(e.value), what
+        Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(path)  # RGBA: not a panoptic PNG
+        with pytest.raises(metrics.UserError, match=r"2\.png: expected an RGB panoptic PNG .* got RGBA"):
+            metrics.main(flags)
+        path.write_bytes(good)
+    path.write_bytes(broken_pngs(good)["an IDAT of the wrong length (SyntaxError)"])
+    r = subprocess.run([sys.executable, str(Path(metrics.__file__)), *flags], capture_output=True, text=True)
+    last = r.stderr.strip().splitlines()[-1]  # as a script: status 2, one error line (after the progress bar)
+    assert r.returncode == 2 and last.startswith(f"error: {path}: unreadable") and "Traceback" not in r.stderr
+
+
+def test_cli_empty_ground_truth_and_unmatched_predictions_are_errors(tmp_path):
+    flags = write_tree(tmp_path, "dl2_stq_complex_example")
+    extra = tmp_path / "pred" / "1" / "99.png"
+    write_png(extra, np.zeros((8, 8)), np.zeros((8, 8)))  # a prediction with no ground-truth frame
+    with pytest.raises(metrics.UserError, match=r"predicted frame .*99\.png has no ground truth .*99\.png \(1 such"):
+        metrics.main(flags)
+    extra.unlink()
+    write_png(tmp_path / "pred" / "7" / "0.png", np.zeros((8, 8)), np.zeros((8, 8)))  # a whole extra sequence
+    with pytest.raises(metrics.UserError, match=r"predicted frame .*7.0\.png has no ground truth"):
+        metrics.main(flags)
+    empty = tmp_path / "empty"
+    (empty / "0000").mkdir(parents=True)  # a sequence folder without frames
+    with pytest.raises(metrics.UserError, match=r"no \{sequence\}/\{frame\}\.png files under .*empty"):
+        metrics.main(["--gt", str(empty), "--pred", str(tmp_path / "pred")])
+
+
 def test_frames_sort_naturally():
     assert sorted(["10.png", "2.png", "000001.png"], key=metrics.natural_key) == ["000001.png", "2.png", "10.png"]

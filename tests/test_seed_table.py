@@ -1,9 +1,9 @@
-"""tests/seed_table.py: mean +- sample std over seeds from the last evaluation of each run's log.jsonl."""
+"""scripts/seed_table.py: mean +- sample std over seeds from the last evaluation of each run's log.jsonl."""
 import json
 
 import pytest
 
-from tests import seed_table
+from scripts import seed_table
 
 
 def write_log(run_dir, step, stq, aq):

@@ -1,7 +1,7 @@
 """Mean +- sample std over seeds of finished train.py runs: one markdown row from their last evaluation.
 
     for s in 0 1 2; do python train.py --model video_knet --seed $s --out_dir out/vk/seed$s; done
-    python tests/seed_table.py out/vk/seed0 out/vk/seed1 out/vk/seed2 --name "Video K-Net tiny"
+    python scripts/seed_table.py out/vk/seed0 out/vk/seed1 out/vk/seed2 --name "Video K-Net tiny"
 
 Reads each OUT_DIR/log.jsonl (the last line with an "eval" entry, i.e. the final score of a finished run) and prints
 | name | STQ | AQ | SQ | VPQ | seeds | STQ per seed | AQ per seed |. Not collected by pytest.

@@ -1,9 +1,9 @@
 """Does the frame difference help? Pix2Seq-D trained with --cond none / mask / mask+diff, several seeds, same budget.
 
-    python tests/ablation_cond.py --ids                  # 3 conditions x 3 seeds, 1200 steps, 2 runs at a time
-    python tests/ablation_cond.py --ids --conds mask mask+diff --max_iters 2400 --out_dir out/ablation_cond_2400
-    python tests/ablation_cond.py --report --ids         # only the tables of the runs finished so far
-    python tests/ablation_cond.py --datasets synthetic_hard   # faster motion, more objects (data.SYNTHETIC_HARD)
+    python scripts/ablation_cond.py --ids                  # 3 conditions x 3 seeds, 1200 steps, 2 runs at a time
+    python scripts/ablation_cond.py --ids --conds mask mask+diff --max_iters 2400 --out_dir out/ablation_cond_2400
+    python scripts/ablation_cond.py --report --ids         # only the tables of the runs finished so far
+    python scripts/ablation_cond.py --datasets synthetic_hard   # faster motion, more objects (data.SYNTHETIC_HARD)
 
 Every run is `python train.py --dataset D --cond C --seed S --max_iters N --eval_interval N --out_dir OUT/D/C/seedS`
 (the tiny recipe otherwise), scored once at the end on the held-out val videos with the EMA weights. The seed sets
@@ -12,7 +12,7 @@ at a time with OMP_NUM_THREADS = cores / jobs (or --threads); a run whose log.js
 is skipped, so a killed ablation continues where it stopped (an unfinished run starts over). Not collected by
 pytest.
 
-The tables give mean +- sample std over seeds, next to the ground-truth baselines of tests/synthetic_baselines.py
+The tables give mean +- sample std over seeds, next to the ground-truth baselines of scripts/synthetic_baselines.py
 (a model segments instances only when its AQ beats "things merged", and tracks them only when it beats "no ids"),
 then differences of means +- their standard error. --ids adds a diagnostic: distinct thing ids predicted per frame
 on the first val video (about 15 s per run on one core), against the ground truth's.
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 import data  # noqa: E402
 import infer  # noqa: E402

@@ -1,6 +1,6 @@
 """Score one checkpoint with today's decoding and with the decoding it replaced (what each decoding change bought).
 
-    python tests/decoding_ablation.py --ckpt out/ckpt.pt [--split val]
+    python scripts/decoding_ablation.py --ckpt out/ckpt.pt [--split val]
 
 Video K-Net: pixels whose arg-max candidate the panoptic merge rejects go to the best kept segment (now) or stay void
 (before). Pix2Seq-D: each pixel's class and id are the arg-max of the last DDIM step's logits over real classes and

@@ -1,6 +1,6 @@
 """Benchmark metrics.py (STQ + VPQ k = 1..4, one pass) against re-statements of the reference algorithms.
 
-    python tests/bench_metrics.py            # prints a markdown table for BENCHMARKS.md
+    python scripts/bench_metrics.py            # prints a markdown table for BENCHMARKS.md
 
 Input: one synthetic KITTI-STEP-sized sequence (375 x 1242, 20 frames): 6 stuff bands, a void strip, a crowd blob and
 10 moving person / car tracks; the prediction shifts the objects, confuses a stuff patch, switches two ids at frame 10,

@@ -1,6 +1,6 @@
 """Baselines a model must beat on the held-out synthetic videos (what train.py / infer.py score by default).
 
-    python tests/synthetic_baselines.py [--dataset synthetic|synthetic_hard] [--split val] [--json]
+    python scripts/synthetic_baselines.py [--dataset synthetic|synthetic_hard] [--split val] [--json]
 
 Every baseline is built from the ground truth, so it isolates one skill:
   road everywhere             : the trivial answer (no segmentation at all)

@@ -1,6 +1,6 @@
 """Where a checkpoint loses AQ: per-frame instance counts, matches, id hand-over, and which ids cover each object.
 
-    python tests/instance_diagnostics.py --ckpt out/ckpt.pt [--split test] [--videos 3] [--show 1]
+    python scripts/instance_diagnostics.py --ckpt out/ckpt.pt [--split test] [--videos 3] [--show 1]
 
 For the first --videos videos of the split, per frame: ground-truth thing instances, predicted thing segments (class,
 id) with an id, how many ground-truth instances a predicted segment matches with IoU > 0.5, and, for an instance

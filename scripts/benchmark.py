@@ -1,10 +1,10 @@
 """Benchmark training and inference speed of Pix2Seq-D and Video K-Net: one table for BENCHMARKS.md (issue #7).
 
-    python tests/benchmark.py                                 # CPU: tiny presets, crop 64x192, batch 8, eager fp32
-    python tests/benchmark.py --device cuda --markdown        # GPU: tiny + paper presets, eager fp32 vs bf16 + compile
-    python tests/benchmark.py --data --markdown               # data loading: clips/s of one DataLoader worker
-    python tests/benchmark.py --ops --markdown                # PyTorch ops per training step, inside / outside the net
-    OMP_NUM_THREADS=1 python tests/benchmark.py --iters 3 --warmup 1 --infer_frames 3   # a quick smoke run
+    python scripts/benchmark.py                                 # CPU: tiny presets, crop 64x192, batch 8, eager fp32
+    python scripts/benchmark.py --device cuda --markdown        # GPU: tiny + paper presets, eager fp32 vs bf16 + compile
+    python scripts/benchmark.py --data --markdown               # data loading: clips/s of one DataLoader worker
+    python scripts/benchmark.py --ops --markdown                # PyTorch ops per training step, inside / outside the net
+    OMP_NUM_THREADS=1 python scripts/benchmark.py --iters 3 --warmup 1 --infer_frames 3   # a quick smoke run
 
 Per model, preset and mode:
   training   forward (compute_loss) + backward + AdamW step on one fixed synthetic batch already on the device: B clips
@@ -213,7 +213,7 @@ def infer_fps(name, net, frames, device, autocast, warmup, seed, **kw):
     def one_pass():
         extra = dict(generator=torch.Generator(device).manual_seed(seed)) if name == "pix2seq_d" else {}
         with autocast:
-            for sem, ins in MODELS[name][2].predict_video(net, iter(frames), **kw, **extra):
+            for sem, ins in MODELS[name].predict_video(net, iter(frames), **kw, **extra):
                 sem.cpu(), ins.cpu()  # as infer.py: each frame's output goes to the host
 
     if warmup:
@@ -279,7 +279,7 @@ def ops_rows(args):
     rows = []
     for name in args.models:
         for preset in args.presets:
-            module, (H, W) = MODELS[name][2], args.crop or DEFAULTS[preset]["crop"]
+            module, (H, W) = MODELS[name], args.crop or DEFAULTS[preset]["crop"]
             raw, cfg = build_model(name, dict(module.PRESETS[preset]))
             raw.train()
             T = 1 + cfg.num_cond_frames if name == "pix2seq_d" else 2
@@ -318,7 +318,7 @@ COLUMNS = ["model", "preset", "mode", "crop", "batch", "train ms/step", "train c
 
 def benchmark_rows(name, preset, args, device):
     """One model and preset -> a table row (list of strings, COLUMNS) per mode; each row also goes to stderr."""
-    module, d = MODELS[name][2], DEFAULTS[preset]
+    module, d = MODELS[name], DEFAULTS[preset]
     (H, W), B, (Hi, Wi) = args.crop or d["crop"], args.batch_size or d["batch"][name], args.infer_size or d["infer"]
     raw, cfg = build_model(name, dict(module.PRESETS[preset]))
     raw.to(device)
@@ -335,12 +335,12 @@ def benchmark_rows(name, preset, args, device):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bf16
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         raw.load_state_dict(init)
-        torch._dynamo.reset()  # no graphs or automatic-dynamic shapes carried over from other rows
+        torch.compiler.reset()  # no graphs or automatic-dynamic shapes carried over from other rows
         model = torch.compile(raw, dynamic=False) if compiled else raw
         ms, mem = time_training(module, model, raw, batch, device, autocast, args)
         raw.load_state_dict(init)
         raw.eval()
-        torch._dynamo.reset()
+        torch.compiler.reset()
         net = compile_for_inference(raw, name) if compiled else raw
         fps = ["-", "-"]
         if frames and name == "pix2seq_d":

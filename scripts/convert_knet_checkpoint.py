@@ -1,0 +1,59 @@
+"""The authors' Video K-Net (or K-Net) mmdet checkpoint -> a checkpoint infer.py and train.py --init_from read.
+
+    python scripts/convert_knet_checkpoint.py AUTHORS.pth out/authors/ckpt.pt
+    python infer.py --ckpt out/authors/ckpt.pt --dataset kitti_step --root DIR --split val --postprocess original \
+        --convention videoknet --out out/authors/pred
+
+The weights are imported into the paper preset by train.py's --init_from import (the key renaming is
+video_knet.load_mmdet_checkpoint's), which prints what it loaded, skipped and left at init and refuses a file that
+fills under 95% of the tensors it should (--allow_partial_init to accept one). The output is written the way
+train.py writes its checkpoints (a temp file, then a rename), at step 0, with no optimizer state. A file that holds
+Python objects besides tensors (mmcv's meta) is refused by torch.load(weights_only=True); the error says how to
+save its state_dict alone.
+"""
+import argparse
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import train  # noqa: E402
+import video_knet  # noqa: E402
+from infer import UserError, build_model  # noqa: E402
+
+
+def convert(src, dst, allow_partial=False):
+    """mmdet checkpoint path -> train.py-style checkpoint at dst; returns the import's summary line."""
+    model, cfg = build_model("video_knet", dict(video_knet.PRESETS["paper"]))
+    line = train.load_init(model, "video_knet", src, allow_partial)
+    ckpt = {"model": model.state_dict(), "ema": None, "config": asdict(cfg), "step": 0,
+            "args": {"model": "video_knet", "preset": "paper", "init_from": str(src)}}
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{dst}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(dst)
+    return line
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("src", help="the authors' checkpoint (mmdet: a dict with 'state_dict', or the state_dict)")
+    p.add_argument("dst", help="where to write the converted checkpoint, e.g. out/authors/ckpt.pt")
+    p.add_argument("--allow_partial_init", action="store_true", help="accept a file that fills under 95%%")
+    args = p.parse_args(argv)
+    print(convert(args.src, args.dst, args.allow_partial_init))
+    print(f"wrote {args.dst}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

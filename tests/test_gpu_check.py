@@ -1,0 +1,29 @@
+"""scripts/gpu_check.py on CPU (tiny presets), so the one GPU call cannot rot: its speed and smoke parts run here
+for real (about 25 s); its fast-path part runs scripts/check_fast_path.py, which tests/test_fast_path.py runs on CPU
+(1.5 minutes of graph tracing, not repeated here), so only that part's command line is checked."""
+import pytest
+
+from scripts import check_fast_path, gpu_check
+
+
+def test_speed_and_smoke_parts_run_on_cpu_and_print_their_tables(capsys):
+    results = gpu_check.main(gpu_check.parse_args(["--device", "cpu", "--parts", "speed,smoke"]))
+    out = capsys.readouterr().out
+    assert results == {"speed": True, "smoke pix2seq_d": True, "smoke video_knet": True}, out
+    assert "| model      | preset | mode" in out and "train ms/step" in out  # the benchmark table
+    assert out.count("| pix2seq_d ") >= 2 and out.count("| video_knet ") >= 2  # speed and smoke rows
+    assert "| recompiles |" in out and "gpu_check: 3 of 3 passed" in out
+    # the fast-path part's CPU arguments are ones the checker accepts (its CUDA ones need a GPU to parse)
+    assert check_fast_path.parse_args(gpu_check.PLANS["cpu"]["fast path"][0]).backend == "eager"
+
+
+def test_failing_parts_are_reported_and_the_next_part_still_runs(capsys, monkeypatch):
+    monkeypatch.setitem(gpu_check.PLANS["cpu"], "speed", (["--device", "cpu", "--iters", "0"], 60))
+    monkeypatch.setitem(gpu_check.PLANS["cpu"], "fast path", (["--device", "cpu", "--steps", "3"], 60))
+    results = gpu_check.main(gpu_check.parse_args(["--device", "cpu", "--parts", "speed,fast path"]))
+    out = capsys.readouterr().out
+    assert results == {"speed": False, "fast path": False}
+    assert out.count("FAIL (exit status 2)") == 2 and "--iters and --batch_size must be >= 1" in out and "--steps must be" in out
+    assert "gpu_check: 0 of 2 passed" in out
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--parts", "speed,mfu"])

@@ -1,0 +1,131 @@
+"""infer.py --frames: a user's own folders of PNG / JPEG frames, any size, no labels; clear errors for bad folders."""
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+import infer
+from tests.test_train import one_thread  # noqa: F401  autouse: one thread, as the other end-to-end tests
+
+
+def write_checkpoint(path, name):
+    """An initial tiny model saved the way train.py saves one (enough for infer.py)."""
+    module = infer.MODELS[name]
+    torch.manual_seed(0)
+    config = dict(module.PRESETS["tiny"], **{"thing_classes": data.THING_CLASSES} if name == "pix2seq_d" else {})
+    model, cfg = infer.build_model(name, config)  # (train.py sets Pix2Seq-D's thing classes the same way)
+    torch.save({"model": model.state_dict(), "args": {"model": name}, "config": asdict(cfg), "step": 0}, path)
+    return path
+
+
+def write_frames(folder, n, height, width, suffix, seed=0):
+    """n synthetic frames (height x width) as folder/frame{i}.{suffix}, i = 1..n; returns the images."""
+    images = data.synthetic_video(seed, num_frames=n, height=height, width=width)[0]
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images, 1):
+        Image.fromarray(image).save(folder / f"frame{i}.{suffix}", quality=95)
+    return images
+
+
+@pytest.mark.parametrize("name", ["pix2seq_d", "video_knet"])
+def test_frames_folders_of_jpeg_and_png_give_pngs_and_gifs_at_their_own_size(tmp_path, name):
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", name)
+    # 10 frames so natural order matters (frame2 before frame10); sizes that are no multiple of 16 or 32
+    write_frames(tmp_path / "in" / "street", 10, 40, 70, "jpg")
+    write_frames(tmp_path / "in" / "road", 2, 36, 52, "png", seed=1)
+    out = tmp_path / "out"
+    argv = ["--ckpt", str(ckpt), "--frames", str(tmp_path / "in"), "--out", str(out)]
+    assert infer.main(infer.parse_args(argv + ["--steps", "2"] * (name == "pix2seq_d"))) is None  # no labels
+    for video, n, size in (("street", 10, (40, 70)), ("road", 2, (36, 52))):
+        names = sorted(p.name for p in (out / video).iterdir())
+        assert names == sorted(f"frame{i}.png" for i in range(1, n + 1))
+        for p in (out / video).iterdir():
+            semantic, instance = data.read_panoptic_png(p)  # a valid KITTI-STEP panoptic PNG
+            assert semantic.shape == size
+            assert (instance[~np.isin(semantic, data.THING_CLASSES)] == 0).all()  # ids on things only
+        for view in ("input", "semantic", "instance", "panoptic", "overlay"):
+            with Image.open(out / "gifs" / f"{video}_{view}.gif") as gif:  # PIL merges repeated frames: an
+                assert gif.size == size[::-1]  # untrained model's semantic GIF may hold only one
+                assert gif.n_frames == n or view != "input"
+    # the GIF's input frames come in natural name order: frame 2 of the video is the second GIF frame
+    frames = [np.asarray(Image.open(tmp_path / "in" / "street" / f"frame{i}.jpg").convert("RGB")) for i in (1, 2, 10)]
+    with Image.open(out / "gifs" / "street_input.gif") as gif:
+        gif.seek(1)
+        second = np.asarray(gif.convert("RGB")).astype(float)
+    errors = [np.abs(second - f).mean() for f in frames]
+    assert errors[1] < min(errors[0], errors[2])
+
+
+def test_frames_height_resizes_for_the_model_and_back_and_postprocess_reaches_the_model(tmp_path, monkeypatch):
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", "video_knet")
+    write_frames(tmp_path / "video", 2, 48, 80, "png")
+    seen = []
+    real = infer.video_knet.predict_video
+
+    def spy(model, frames, **kw):
+        assert kw == {"postprocess": "original"}
+        for frame in frames:
+            seen.append(tuple(frame.shape))
+            yield from real(model, [frame], **kw)
+
+    monkeypatch.setattr(infer.video_knet, "predict_video", spy)
+    out = tmp_path / "out"
+    infer.main(infer.parse_args(["--ckpt", str(ckpt), "--frames", str(tmp_path / "video"), "--out", str(out),
+                                 "--height", "24", "--no-gifs", "--postprocess", "original"]))
+    assert seen == [(3, 24, 40), (3, 24, 40)]  # the model sees half size
+    for p in (out / "video").iterdir():
+        assert data.read_panoptic_png(p)[0].shape == (48, 80)  # the outputs are at the frames' size
+
+
+def test_bad_frame_folders_name_the_file(tmp_path, capsys):
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", "video_knet")
+
+    def error(folder):
+        with pytest.raises(infer.UserError) as e:
+            infer.main(infer.parse_args(["--ckpt", str(ckpt), "--frames", str(folder), "--out", str(tmp_path / "o")]))
+        return str(e.value)
+
+    (tmp_path / "empty").mkdir()
+    assert "empty" in error(tmp_path / "empty")
+    assert "not a folder" in error(tmp_path / "nope")
+    write_frames(tmp_path / "sizes", 2, 40, 70, "png")
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "sizes" / "frame3.png")
+    assert "frame3.png is 60x40 but" in error(tmp_path / "sizes") and "frame1.png is 70x40" in error(tmp_path / "sizes")
+    write_frames(tmp_path / "notes", 2, 40, 70, "png")
+    (tmp_path / "notes" / "notes.txt").write_text("hello")
+    (tmp_path / "notes" / ".DS_Store").write_bytes(b"\0")  # hidden files are skipped
+    assert "notes.txt is not a PNG or JPEG" in error(tmp_path / "notes")
+    write_frames(tmp_path / "broken", 2, 40, 70, "png")
+    (tmp_path / "broken" / "frame3.png").write_bytes(b"not a png")
+    assert "frame3.png is not a readable image" in error(tmp_path / "broken")
+    write_frames(tmp_path / "twins", 1, 40, 70, "png")
+    Image.fromarray(np.zeros((40, 70, 3), np.uint8)).save(tmp_path / "twins" / "frame1.jpg")
+    assert "named frame1" in error(tmp_path / "twins")
+    write_frames(tmp_path / "mixed" / "a", 1, 40, 70, "png")
+    Image.fromarray(np.zeros((40, 70, 3), np.uint8)).save(tmp_path / "mixed" / "b.png")
+    assert "both folders and files" in error(tmp_path / "mixed")
+    (tmp_path / "hollow" / "a").mkdir(parents=True)
+    assert "hollow/a holds no images" in error(tmp_path / "hollow")
+    p2s = write_checkpoint(tmp_path / "p2s.pt", "pix2seq_d")
+    with pytest.raises(infer.UserError, match="--postprocess is a Video K-Net flag"):
+        infer.main(infer.parse_args(["--ckpt", str(p2s), "--frames", str(tmp_path / "notes"), "--postprocess",
+                                     "original"]))
+    with pytest.raises(SystemExit):
+        infer.parse_args(["--frames", str(tmp_path), "--dataset", "kitti_step", "--root", str(tmp_path)])
+    assert "--frames replaces --dataset and --root" in capsys.readouterr().err
+
+
+def test_authors_checkpoint_converts_for_infer(tmp_path):
+    """scripts/convert_knet_checkpoint.py: the authors' mmdet file -> a checkpoint infer.py loads with every tensor."""
+    from scripts import convert_knet_checkpoint
+    from tests.test_checkpoints import authors_checkpoint, fills
+    authors_checkpoint(tmp_path / "knet.pth")
+    line = convert_knet_checkpoint.convert(tmp_path / "knet.pth", tmp_path / "out" / "ckpt.pt")
+    assert "loaded 525 of 525 tensors" in line
+    model, ckpt = infer.load_checkpoint(tmp_path / "out" / "ckpt.pt")
+    assert ckpt["args"]["model"] == "video_knet" and ckpt["config"]["num_thing_kernels"] == 100
+    assert all(c is not None for c in fills(model).values())  # every tensor holds one of the file's constants
+    assert not list((tmp_path / "out").glob("*.tmp"))
