@@ -297,6 +297,7 @@ def run_and_kill(cmd, prefix, n, delay):
     return p.wait() == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_killed_runs_resume_and_lose_nothing(tmp_path, kitti):
     """SIGKILL at seeded random moments (during the first training steps, mid-way through a checkpoint write, during
     an evaluation), each time rerunning the same command with --resume: the run ends at the same step, with the same

@@ -16,6 +16,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.mark.slow
 def test_compiled_bf16_path_matches_eager_fp32_and_has_no_graph_breaks():
     args = check_fast_path.parse_args(["--device", "cpu", "--backend", "eager", "--steps", "5", "--frames", "2",
                                        "--batch_size", "2", "--out_rtol", "1e-6"])

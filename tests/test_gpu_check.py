@@ -6,6 +6,7 @@ import pytest
 from scripts import check_fast_path, gpu_check
 
 
+@pytest.mark.slow
 def test_speed_and_smoke_parts_run_on_cpu_and_print_their_tables(capsys):
     results = gpu_check.main(gpu_check.parse_args(["--device", "cpu", "--parts", "speed,smoke"]))
     out = capsys.readouterr().out

@@ -248,6 +248,7 @@ def test_bad_flags_are_clear(tmp_path, capsys):
         infer.load_checkpoint(tmp_path / "nope.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["pix2seq_d", "video_knet"])
 def test_ddp_two_processes_gloo(tmp_path, model, monkeypatch):
     """torchrun with 2 CPU processes (gloo), 2 steps: rank 0 logs, evaluates and saves; each rank trains on its own
@@ -287,6 +288,7 @@ def test_ddp_two_processes_gloo(tmp_path, model, monkeypatch):
         assert c0["reduced"] == c1["reduced"] == mean
 
 
+@pytest.mark.slow
 def test_ddp_nan_on_one_rank_skips_the_step_on_both(tmp_path):
     """A NaN loss on rank 1 only: both ranks skip that step (no hang, no NaN weights) and stay identical."""
     import os
@@ -359,6 +361,7 @@ def test_init_from_with_another_cond_names_the_flags(tmp_path):
         train.main(train.parse_args(FAST + ["--cond", "mask+diff", "--resume", "--out_dir", str(tmp_path / "a")]))
 
 
+@pytest.mark.slow
 def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
     from scripts import ablation_cond, synthetic_baselines
     argv = ["--datasets", "synthetic_hard", "--conds", "none", "mask+diff", "--seeds", "3", "--max_iters", "2",
