@@ -50,7 +50,6 @@ RECIPES = {
 # Backbone LR multiplier with pre-trained weights (--backbone_weights / --init_from); from scratch it is 1: Video
 # K-Net's x0.25 protects ImageNet features and would only slow a randomly initialised backbone.
 BACKBONE_LR_MULT = {"pix2seq_d": 1.0, "video_knet": 0.25}
-PAD_VALUE = {"pix2seq_d": 0.3, "video_knet": (0.485, 0.456, 0.406)}  # what each predict_video pads images with
 
 
 def parse_args(argv=None):
@@ -387,7 +386,7 @@ def main(args):
 
     # ------------------------------------------------------------------ data
     mode, clip_len = ("consecutive", 1 + cfg.num_cond_frames) if args.model == "pix2seq_d" else ("pair", 2)
-    clips = data.ClipDataset(train_seqs, mode, clip_len, args.crop, args.scale, pad_value=PAD_VALUE[args.model])
+    clips = data.ClipDataset(train_seqs, mode, clip_len, args.crop, args.scale, pad_value=module.PAD_VALUE)
     steps_per_epoch = len(clips) // args.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")

@@ -70,6 +70,8 @@ class VideoKNetConfig:
     match_score_thr: float = 0.5  # min bi-softmax score of a match, paper 0.5
     memo_momentum: float = 0.8  # weight of the new embedding in a track's memory, paper 0.8
 
+PAD_VALUE = (0.485, 0.456, 0.406)  # images are padded with the mean colour (pixel_mean), in training and inference
+
 PRESETS = {
     "paper": dict(num_thing_kernels=100, feat_channels=256, backbone_width=64, backbone_depth=(3, 4, 6, 3)),
     "tiny": dict(num_thing_kernels=16, feat_channels=64, backbone_width=16, backbone_depth=(1, 1, 1, 1), mask_stride=4),

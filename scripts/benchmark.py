@@ -247,7 +247,7 @@ def data_rows(args):
         for name in args.models:  # train.py's paper recipe: crop, scale jitter, pad value, clip layout
             r = train.parse_args(["--model", name, "--dataset", "kitti_step", "--root", tmp])
             mode, T = ("consecutive", 2) if name == "pix2seq_d" else ("pair", 2)  # 1 conditioning frame / key + ref
-            clips = data.ClipDataset(seqs, mode, T, r.crop, r.scale, pad_value=train.PAD_VALUE[name])
+            clips = data.ClipDataset(seqs, mode, T, r.crop, r.scale, pad_value=MODELS[name].PAD_VALUE)
             clips[(0, [args.seed, 0, 0])]  # warm-up
             t0 = time.perf_counter()
             for i in range(args.data_clips):
