@@ -15,7 +15,6 @@ multiple it needs and crops back) as OUT/{video}/{image name}.png, plus the GIFs
 import argparse
 import json
 import math
-import re
 import sys
 import types
 from contextlib import nullcontext
@@ -118,16 +117,16 @@ def compile_for_inference(model, name, backend="inductor", fullgraph=False):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def natural_key(path):
-    """Path -> sort key comparing digit runs as numbers: frame2.png before frame10.png."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+def by_name(path):
+    """Path -> sort key in natural name order (frame2.png before frame10.png)."""
+    return metrics.natural_key(path.name)
 
 
 def frame_folder(folder):
     """Folder of images -> data.Sequence named after the folder (no labels); UserError naming what is wrong.
 
     Hidden files (.DS_Store, ...) are skipped; any other file must be a PNG or JPEG, and all of one size."""
-    files = sorted((f for f in Path(folder).iterdir() if not f.name.startswith(".")), key=natural_key)
+    files = sorted((f for f in Path(folder).iterdir() if not f.name.startswith(".")), key=by_name)
     for f in files:
         if f.is_dir() or f.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"--frames: {f} is not a PNG or JPEG image (a video folder holds images only)")
@@ -158,11 +157,11 @@ def frame_folders(root):
     if not root.is_dir():
         raise UserError(f"--frames {root}: not a folder")
     entries = [f for f in root.iterdir() if not f.name.startswith(".")]
-    folders = sorted((f for f in entries if f.is_dir()), key=natural_key)
+    folders = sorted((f for f in entries if f.is_dir()), key=by_name)
     if not entries:
         raise UserError(f"--frames {root}: the folder is empty (expected images, or one folder of images per video)")
     if folders and len(folders) < len(entries):
-        stray = sorted(set(entries) - set(folders), key=natural_key)[0]
+        stray = sorted(set(entries) - set(folders), key=by_name)[0]
         raise UserError(f"--frames {root}: holds both folders and files ({stray}); put the images of each video in "
                         f"a folder of their own, or give the folder of one video")
     return [frame_folder(f) for f in folders] if folders else [frame_folder(root)]

@@ -12,12 +12,10 @@ Python objects besides tensors (mmcv's meta) is refused by torch.load(weights_on
 save its state_dict alone.
 """
 import argparse
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train  # noqa: E402
@@ -32,12 +30,7 @@ def convert(src, dst, allow_partial=False):
     ckpt = {"model": model.state_dict(), "ema": None, "config": asdict(cfg), "step": 0,
             "args": {"model": "video_knet", "preset": "paper", "init_from": str(src)}}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(f"{dst}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(dst)
+    train.save_checkpoint(dst, ckpt)  # a temp file on disk, then the rename
     return line
 
 

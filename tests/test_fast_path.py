@@ -5,15 +5,9 @@ import pytest
 import torch
 
 from scripts import check_fast_path
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The thresholds below were measured on one thread (seeds 0-2; summation order changes with the thread count)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# autouse: one thread. The thresholds below were measured on one thread (seeds 0-2; summation order changes with the
+# thread count).
+from tests.test_train import one_thread  # noqa: F401
 
 
 @pytest.mark.slow
