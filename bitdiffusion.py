@@ -26,6 +26,9 @@ Differences from the official code:
     prediction with softmax-CE or L2 (no sigmoid-CE, eps or v), no guidance, no latent self-conditioning.
   - The per-pixel loss weight is taken as given; its normalisation (mean 1 per image, official
     get_normalized_weight) belongs to the caller.
+  - l2_loss and self_cond_estimate (and ddim_sample's self_cond) are Bit Diffusion's own objective and
+    self-conditioning: pix2seq_d.py uses neither (Pix2Seq-D trains with softmax-CE, self-conditioning off). They
+    stay for whoever copies this file, tested in tests/test_bitdiffusion.py.
 
 Shape letters: B batch, G bit groups (e.g. class and instance id), C = G * n_bits analog-bit channels, H W
 spatial (any number of trailing dims works); t diffusion time in [0, 1]; gamma(t) the signal variance; b the
@@ -36,9 +39,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-# ----------------------------------------------------------------------------------------------------------------
-# Analog bits
 
+# -----------------------------------------------------------------------------
+# Analog bits
 
 def _check_range(x, hi, what):
     """Integer tensor x -> None if every value is in [0, hi), else a ValueError naming the range found (a host
@@ -53,6 +56,7 @@ def _check_range(x, hi, what):
 
 
 def _check_ids(x, n_bits):
+    """(B, G, ...) integer ids -> None, else a ValueError naming the bad n_bits, dtype, rank or range."""
     if not isinstance(n_bits, int) or not 1 <= n_bits <= 62:
         raise ValueError(f"bitdiffusion: n_bits must be an int in [1, 62], got {n_bits!r}")
     if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool or x.dim() < 2:
@@ -77,9 +81,9 @@ def int_to_bits(x, n_bits):
 
 def bits_to_int(bits, n_bits):
     """(B, G*n_bits, H, W) float/bool -> (B, G, H, W) int64; a bit is 1 where its value is > 0.5."""
-    on = _group_view(bits, n_bits) > 0.5  # (B, G, n_bits, H, W)
+    is_one = _group_view(bits, n_bits) > 0.5  # (B, G, n_bits, H, W)
     weights = (2 ** torch.arange(n_bits, device=bits.device)).view(1, 1, n_bits, *([1] * (bits.dim() - 2)))
-    return (on.long() * weights).sum(2)
+    return (is_one.long() * weights).sum(2)
 
 
 def encode(x, n_bits=8, b=0.1):
@@ -92,9 +96,8 @@ def decode(x, n_bits=8):
     return bits_to_int(x > 0, n_bits)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Schedule and forward process
-
 
 def gamma_cosine(t):
     """(...) time t in [0, 1] -> (...) gamma(t) = cos^2(((t + 2e-4) / (1 + 2.5e-4)) pi/2), decreasing 1 -> 0."""
@@ -122,9 +125,8 @@ def q_sample(x0, gamma, generator=None):
     return g.sqrt() * x0 + (1 - g).sqrt() * eps, eps
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Losses and the logits -> x0 head
-
 
 def softmax_xent_loss(logits, target, weight=None):
     """(B, G*2^n, H, W) logits, (B, G, H, W) int target, (B, H, W) weight | None -> scalar: mean of weight * CE.
@@ -174,9 +176,8 @@ def _x0_estimate(out, n_bits, b, objective):
     return out.clamp(-b, b)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Self-conditioning (training side)
-
 
 def self_cond_estimate(denoise, x_t, gamma, *, n_bits, b, objective, rate=0.5, generator=None):
     """(B, C, H, W) x_t, (B,) gamma -> (B, C, H, W) detached x0 estimates for floor(rate*B) examples, zeros elsewhere.
@@ -199,9 +200,8 @@ def self_cond_estimate(denoise, x_t, gamma, *, n_bits, b, objective, rate=0.5, g
     return est
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # DDIM sampler
-
 
 def sample_times(steps, td):
     """int steps, float td >= 0 -> list of `steps` (t_now, t_next): t_now = 1 - i/K, t_next = max(1 - (i+1+td)/K, 0).
@@ -219,7 +219,8 @@ def ddim_step(x_t, x0_hat, gamma_now, gamma_next):
     """(B, ...) x_t and x0_hat, gammas scalar or (B,) -> (B, ...) x at gamma_next, keeping the implied noise.
 
     eps_hat = (x_t - sqrt(g_now) x0_hat) / sqrt(1 - g_now); x_next = sqrt(g_next) x0_hat + sqrt(1 - g_next) eps_hat."""
-    g_now, g_next = _per_example(gamma_now, x_t), _per_example(gamma_next, x_t)
+    g_now = _per_example(gamma_now, x_t)  # (B, 1, ..., 1)
+    g_next = _per_example(gamma_next, x_t)
     eps_hat = (x_t - g_now.sqrt() * x0_hat) / (1 - g_now).clamp_min(1e-12).sqrt()
     return g_next.sqrt() * x0_hat + (1 - g_next).sqrt() * eps_hat
 

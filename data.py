@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+
 # -----------------------------------------------------------------------------
 # Label space: the 19 Cityscapes train classes, as used by KITTI-STEP
 

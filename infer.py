@@ -31,8 +31,8 @@ import metrics
 import pix2seq_d
 import video_knet
 
-# Model name -> its file. Each exposes the same names: Config, Model, PRESETS, compute_loss, predict_video,
-# load_backbone_weights.
+# Model name -> its file. Each exposes the same names: Config, Model, PRESETS, PAD_VALUE, SIZE_MULTIPLE, compute_loss,
+# predict_video, load_backbone_weights.
 MODELS = {"pix2seq_d": pix2seq_d, "video_knet": video_knet}
 
 

@@ -59,8 +59,9 @@ KITTI_STEP_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "
                       "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
                       "bicycle")
 
-# ----------------------------------------------------------------------------- counting helpers
 
+# -----------------------------------------------------------------------------
+# Counting helpers
 
 def group_sum(index, values, n):
     """(M,) int index in [0, n), (M,) values -> (n,) per-index sums in the dtype of values (int64 stays exact)."""
@@ -73,8 +74,8 @@ def merge_counts(keys, counts):
     return uniq, group_sum(inverse.ravel(), counts, len(uniq))
 
 
-# ----------------------------------------------------------------------------- STQ
-
+# -----------------------------------------------------------------------------
+# STQ
 
 def segmentation_quality(confusion):
     """(S, S) confusion (GT rows, pred columns, void last) -> SQ, per-class iou (S,) (NaN if empty), tp, fp, fn, n.
@@ -113,8 +114,8 @@ def association_quality(keys, counts, none):
     return float(np.sum(1.0 / g_size * inner)), len(g_ids)
 
 
-# ----------------------------------------------------------------------------- VPQ
-
+# -----------------------------------------------------------------------------
+# VPQ
 
 def match_window(keys, counts, num_classes, is_thing, official=True):
     """(M,) keys gt_id * P + pred_id, (M,) int64 pixel counts of one window -> tp, fp, fn (S,) int64, iou sum (S,).
@@ -172,8 +173,8 @@ def panoptic_quality(tp, fp, fn, iou, classes, things, all_classes=False):
     return out
 
 
-# ----------------------------------------------------------------------------- streaming accumulator
-
+# -----------------------------------------------------------------------------
+# Streaming accumulator
 
 class VideoPanopticMetrics:
     """Streaming STQ / VPQ / PQ over a split: update() one frame at a time, sequences one after another; result()."""
@@ -314,8 +315,8 @@ class VideoPanopticMetrics:
         return out
 
 
-# ----------------------------------------------------------------------------- evaluator CLI
-
+# -----------------------------------------------------------------------------
+# Evaluator CLI
 
 class UserError(ValueError):
     """Bad input to the CLI (a missing, unreadable or misshapen PNG, bad flags): printed as `error: ...`."""

@@ -54,8 +54,10 @@ import bitdiffusion as bd
 
 TIME_SCALING = 1e4  # gamma in [0, 1] is stretched to [0, 1e4] before the sinusoidal embedding (TransUNet default)
 PAD_VALUE = 0.3  # official image pad value (in [0, 1] units)
+SIZE_MULTIPLE = 16  # image height and width: multiples of the encoder stride (training crops; predict_video pads)
 ID_CAP = 1 << 16  # raw instance ids must be < 2^16 (KITTI-STEP: G * 256 + B)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's input normalisation (normalize_input=True)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -83,7 +85,8 @@ class Pix2SeqDConfig:
     thing_classes: tuple | None = None  # if set, instance 0 on other classes at inference (paper None)
 
     def __post_init__(self):
-        self.backbone_blocks, self.dec_mult = tuple(self.backbone_blocks), tuple(self.dec_mult)
+        self.backbone_blocks = tuple(self.backbone_blocks)
+        self.dec_mult = tuple(self.dec_mult)
         self.thing_classes = None if self.thing_classes is None else tuple(self.thing_classes)
         if self.cond not in ("none", "mask", "mask+diff"):
             raise ValueError(f"Pix2SeqDConfig: cond must be 'none', 'mask' or 'mask+diff', got {self.cond!r}")
@@ -105,15 +108,16 @@ PRESETS = {
                  dec_mult=(1, 1, 2, 2), bot_layers=1, dropout=0.0),
 }
 
-# ----------------------------------------------------------------------------------------------------------------
-# Small pure functions
 
+# -----------------------------------------------------------------------------
+# Small pure functions
 
 def sincos_2d(h, w, dim, device=None):
     """ints h, w, dim (multiple of 4) -> (h*w, dim) float32 2-D sin-cos positions: [sin y, cos y, sin x, cos x]."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, device=device) / (dim // 4))  # (dim/4,)
     y, x = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    y, x = y.flatten()[:, None] * omega, x.flatten()[:, None] * omega  # (h*w, dim/4)
+    y = y.flatten()[:, None] * omega  # (h*w, dim/4)
+    x = x.flatten()[:, None] * omega  # (h*w, dim/4)
     return torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], 1)
 
 
@@ -160,7 +164,8 @@ def permute_ids(instance, max_instances, generator=None, id_range=0):
     _require(n < max_instances, f"pix2seq_d: a clip has more than {max_instances - 1} instance ids")
     slots = torch.arange(max_instances - 1, device=instance.device)
     keys = torch.rand(B, max_instances - 1, generator=generator, device=instance.device)
-    keys = keys.masked_fill(slots >= n.clamp(min=min(id_range, max_instances - 1))[:, None], 2.0)  # out of range: last
+    n_range = n.clamp(min=min(id_range, max_instances - 1))  # (B,) ids drawn from 1..n_range
+    keys = keys.masked_fill(slots >= n_range[:, None], 2.0)  # slots out of range sort last
     lut = torch.cat([flat.new_zeros(B, 1), keys.argsort(1) + 1], 1)  # (B, max_instances): compact -> new id
     new = lut.gather(1, rank.gather(1, flat).clamp(max=max_instances - 1))
     return new.view_as(instance)
@@ -199,19 +204,20 @@ def _shrink_(conv, scale=1e-3):
     return conv
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Encoder: torchvision-named ResNet-50 C4, transformer, top-down merge
 
-
 class Bottleneck(nn.Module):
-    """torchvision Bottleneck (ResNet v1.5: stride on the 3x3 conv), same parameter names."""
+    """torchvision Bottleneck (v1.5: stride s on the 3x3), same names. (B, Ci, H, W) -> (B, 4P, H/s, W/s), P planes."""
 
     def __init__(self, inplanes, planes, stride=1):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or inplanes != planes * 4:
@@ -219,10 +225,10 @@ class Bottleneck(nn.Module):
                                             nn.BatchNorm2d(planes * 4))
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+        out = self.relu(self.bn1(self.conv1(x)))  # (B, P, H, W)
+        out = self.relu(self.bn2(self.conv2(out)))  # (B, P, H/s, W/s)
+        out = self.bn3(self.conv3(out))  # (B, 4P, H/s, W/s)
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))  # (B, 4P, H/s, W/s)
 
 
 class ResNet50C4(nn.Module):
@@ -234,12 +240,15 @@ class ResNet50C4(nn.Module):
     def __init__(self, width=64, blocks=(3, 4, 6)):
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-        self.bn1, self.relu, self.maxpool = nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
-        layers, inplanes = [], width
-        for i, n in enumerate(blocks):
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        layers = []
+        inplanes = width
+        for i, n in enumerate(blocks):  # layer i + 1: n bottlenecks; the first widens (and, past layer1, strides)
             planes = width * 2 ** i
-            layers.append(nn.Sequential(*[Bottleneck(inplanes if j == 0 else planes * 4, planes,
-                                                     2 if (i > 0 and j == 0) else 1) for j in range(n)]))
+            first = Bottleneck(inplanes, planes, stride=1 if i == 0 else 2)
+            layers.append(nn.Sequential(first, *[Bottleneck(planes * 4, planes) for _ in range(n - 1)]))
             inplanes = planes * 4
         self.layer1, self.layer2, self.layer3 = layers
         for m in self.modules():  # torchvision's init
@@ -259,16 +268,18 @@ class Attention(nn.Module):
     def __init__(self, dim, heads, ctx_dim=None):
         super().__init__()
         self.heads = heads
-        self.q, self.kv = nn.Linear(dim, dim), nn.Linear(ctx_dim or dim, 2 * dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(ctx_dim or dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x, ctx=None):
         B, N, D = x.shape
-        ctx = x if ctx is None else ctx
-        q = self.q(x).view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, heads, N, D/heads)
-        k, v = self.kv(ctx).view(B, -1, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, heads, M, .)
+        ctx = x if ctx is None else ctx  # (B, M, Dc)
+        head_dim = D // self.heads
+        q = self.q(x).view(B, N, self.heads, head_dim).transpose(1, 2)  # (B, heads, N, D/heads)
+        k, v = self.kv(ctx).view(B, -1, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)  # (B, heads, M, D/heads) each
         y = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, D/heads)
-        return self.proj(y.transpose(1, 2).reshape(B, N, D))
+        return self.proj(y.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
 
 
 class Block(nn.Module):
@@ -276,7 +287,8 @@ class Block(nn.Module):
 
     def __init__(self, dim, heads, cross=False, dropout=0.0):
         super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim) if cross else None
         self.xattn = Attention(dim, heads) if cross else None
         self.norm3 = nn.LayerNorm(dim)
@@ -284,10 +296,10 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, ctx=None):
-        x = x + self.drop(self.attn(self.norm1(x)))
+        x = x + self.drop(self.attn(self.norm1(x)))  # (B, N, D)
         if self.xattn is not None:
-            x = x + self.drop(self.xattn(self.norm2(x), ctx))
-        return x + self.drop(self.mlp(self.norm3(x)))
+            x = x + self.drop(self.xattn(self.norm2(x), ctx))  # (B, N, D), ctx (B, M, D)
+        return x + self.drop(self.mlp(self.norm3(x)))  # (B, N, D)
 
 
 class UpMerge(nn.Module):
@@ -296,93 +308,106 @@ class UpMerge(nn.Module):
 
     def __init__(self, lo, hi, out):
         super().__init__()
-        self.conv1, self.gn1 = nn.Conv2d(lo, hi or out, 1), _gn(hi or out)
-        self.conv2, self.gn2 = nn.Conv2d(hi or out, out, 3, padding=1), _gn(out)
+        mid = hi or out  # channels of the sum: the high-res map's, or out without one
+        self.conv1 = nn.Conv2d(lo, mid, 1)
+        self.gn1 = _gn(mid)
+        self.conv2 = nn.Conv2d(mid, out, 3, padding=1)
+        self.gn2 = _gn(out)
 
     def forward(self, lo, hi=None):
-        x = F.interpolate(F.silu(self.gn1(self.conv1(lo))), scale_factor=2.0, mode="nearest")
-        return F.silu(self.gn2(self.conv2(x if hi is None else x + hi)))
+        x = F.interpolate(F.silu(self.gn1(self.conv1(lo))), scale_factor=2.0, mode="nearest")  # (B, C_hi, 2h, 2w)
+        return F.silu(self.gn2(self.conv2(x if hi is None else x + hi)))  # (B, out, 2h, 2w)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Decoder: TransUNet with FiLM from gamma and a cross-attending bottleneck transformer
-
 
 class ResBlock(nn.Module):
     """GN, SiLU, conv3x3, GN, FiLM(emb), SiLU, conv3x3, (x + skip) / sqrt 2. (B, Ci, h, w), (B, E) -> (B, Co, h, w)."""
 
     def __init__(self, cin, cout, emb_dim):
         super().__init__()
-        self.gn0, self.conv0 = _gn(cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.gn1, self.film = _gn(cout), nn.Linear(emb_dim, 2 * cout)
+        self.gn0 = _gn(cin)
+        self.conv0 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.gn1 = _gn(cout)
+        self.film = nn.Linear(emb_dim, 2 * cout)
         self.conv1 = _shrink_(nn.Conv2d(cout, cout, 3, padding=1))
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x, emb):
         scale, shift = self.film(emb)[:, :, None, None].chunk(2, 1)  # (B, Co, 1, 1) each
-        h = self.conv0(F.silu(self.gn0(x)))
-        h = self.conv1(F.silu(self.gn1(h) * (1 + scale) + shift))
-        return (h + self.skip(x)) / math.sqrt(2)
+        y = self.conv0(F.silu(self.gn0(x)))  # (B, Co, h, w)
+        y = self.conv1(F.silu(self.gn1(y) * (1 + scale) + shift))  # (B, Co, h, w)
+        return (y + self.skip(x)) / math.sqrt(2)  # (B, Co, h, w)
 
 
 class TransUNet(nn.Module):
-    """(B, Cin, h, w) input, (B,) gamma, (B, N, D) tokens -> (B, Cout, h, w) logits; h, w divisible by 8."""
+    """(B, Cin, h, w) input, (B,) gamma, (B, N, D) tokens -> (B, Cout, h, w) logits; h, w divisible by 8.
+
+    Level i = 0..3 runs at h/2^i x w/2^i with C_i = dim * mult[i] channels; the bottleneck is D = bot_dim wide."""
 
     def __init__(self, cin, dim, mult, bot_layers, bot_dim, cout):
         super().__init__()
-        chans, emb = [dim * m for m in mult], 4 * dim
+        chans = [dim * m for m in mult]  # C_i
+        emb = 4 * dim  # width of the gamma embedding
         self.dim = dim
         self.time_mlp = nn.Sequential(nn.Linear(dim, emb), nn.SiLU(), nn.Linear(emb, emb), nn.SiLU())
-        self.conv_in, self.gn_in = nn.Conv2d(cin, chans[0], 1), _gn(chans[0])
-        self.down, self.down_conv, skips, c = nn.ModuleList(), nn.ModuleList(), [chans[0]], chans[0]
-        for i, co in enumerate(chans):  # one res block per level, stride-2 conv between levels
-            self.down.append(ResBlock(c, co, emb))
-            c = co
+        self.conv_in = nn.Conv2d(cin, chans[0], 1)
+        self.gn_in = _gn(chans[0])
+        self.down = nn.ModuleList()
+        self.down_conv = nn.ModuleList()
+        skips = [chans[0]]  # channels of each lateral the down path keeps, in order; x is always the last one
+        for i, c in enumerate(chans):  # one res block per level, stride-2 conv between levels
+            self.down.append(ResBlock(skips[-1], c, emb))
             skips.append(c)
             if i < len(chans) - 1:
                 self.down_conv.append(nn.Conv2d(c, c, 3, 2, 1))
                 skips.append(c)
-        self.bot_gn_in, self.bot_in = _gn(c), nn.Conv2d(c, bot_dim, 1)
+        self.bot_gn_in = _gn(chans[-1])
+        self.bot_in = nn.Conv2d(chans[-1], bot_dim, 1)
         self.time_token = nn.Linear(emb, bot_dim)
         self.bottleneck = nn.ModuleList([Block(bot_dim, bot_dim // 64, cross=True) for _ in range(bot_layers)])
-        self.bot_gn_out, self.bot_out = _gn(bot_dim), nn.Conv2d(bot_dim, bot_dim, 1)
-        self.up, self.up_conv, c = nn.ModuleList(), nn.ModuleList(), bot_dim
+        self.bot_gn_out = _gn(bot_dim)
+        self.bot_out = nn.Conv2d(bot_dim, bot_dim, 1)
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        c = bot_dim  # channels coming up
         for i in reversed(range(len(chans))):  # two res blocks per level, each eats one lateral
             co = chans[i]
             self.up.append(nn.ModuleList([ResBlock(c + skips.pop(), co, emb), ResBlock(co + skips.pop(), co, emb)]))
             c = co
             if i > 0:
                 self.up_conv.append(nn.Conv2d(c, c, 3, padding=1))
-        self.gn_out, self.conv_out = _gn(c), _shrink_(nn.Conv2d(c, cout, 1))
+        self.gn_out = _gn(c)
+        self.conv_out = _shrink_(nn.Conv2d(c, cout, 1))
 
     def forward(self, x, gamma, tokens):
         emb = self.time_mlp(gamma_embedding(gamma, self.dim))  # (B, 4*dim)
-        x = self.gn_in(self.conv_in(x))
+        x = self.gn_in(self.conv_in(x))  # (B, C_0, h, w)
         laterals = [x]
         for i, block in enumerate(self.down):
-            x = block(x, emb)
+            x = block(x, emb)  # (B, C_i, h/2^i, w/2^i)
             laterals.append(x)
             if i < len(self.down_conv):
-                x = self.down_conv[i](x)  # (B, C, h/2^(i+1), w/2^(i+1))
+                x = self.down_conv[i](x)  # (B, C_i, h/2^(i+1), w/2^(i+1))
                 laterals.append(x)
-        B, _, hb, wb = x.shape
-        z = self.bot_in(self.bot_gn_in(x)).flatten(2).transpose(1, 2)  # (B, hb*wb, Db)
+        B, _, hb, wb = x.shape  # h/8, w/8
+        z = self.bot_in(self.bot_gn_in(x)).flatten(2).transpose(1, 2)  # (B, hb*wb, D)
         z = z + sincos_2d(hb, wb, z.shape[-1], z.device).to(z.dtype)
-        z = torch.cat([z, self.time_token(emb)[:, None]], 1)  # gamma as an extra token
+        z = torch.cat([z, self.time_token(emb)[:, None]], 1)  # (B, hb*wb + 1, D): gamma as an extra token
         for block in self.bottleneck:
-            z = block(z, tokens)
-        x = self.bot_out(self.bot_gn_out(z[:, :-1].transpose(1, 2).reshape(B, -1, hb, wb)))
-        for i, blocks in enumerate(self.up):
+            z = block(z, tokens)  # (B, hb*wb + 1, D), cross-attending to the (B, N, D) tokens
+        x = self.bot_out(self.bot_gn_out(z[:, :-1].transpose(1, 2).reshape(B, -1, hb, wb)))  # (B, D, hb, wb)
+        for i, blocks in enumerate(self.up):  # back from level 3 to level 0
             for block in blocks:
-                x = block(torch.cat([x, laterals.pop()], 1), emb)
+                x = block(torch.cat([x, laterals.pop()], 1), emb)  # (B, C_(3-i), h/2^(3-i), w/2^(3-i))
             if i < len(self.up_conv):
-                x = self.up_conv[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.gn_out(x)))
+                x = self.up_conv[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))  # x2 nearest, 3x3 conv
+        return self.conv_out(F.silu(self.gn_out(x)))  # (B, Cout, h, w)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # The model
-
 
 class Pix2SeqD(nn.Module):
     """Encoder + TransUNet denoiser. forward(image, x_t, gamma, cond) -> {"logits": (B, 2*2^n_bits, h, w)}."""
@@ -406,16 +431,17 @@ class Pix2SeqD(nn.Module):
     def encode(self, image):
         """(B, 3, H, W) in [0, 1], H, W % 16 == 0 -> {"fused": (B, 2*dec_dim, H/2, W/2), "tokens": (B, N, D)}."""
         x = (image - self.mean) / self.std if self.cfg.normalize_input else image
-        c2, c3, c4 = self.backbone(x)
-        B, _, h, w = c4.shape
-        tok = self.enc_in(c4.flatten(2).transpose(1, 2))  # (B, N = H/16*W/16, D)
-        tok = tok + sincos_2d(h, w, tok.shape[-1], tok.device).to(tok.dtype)
+        c2, c3, c4 = self.backbone(x)  # (B, 4w, H/4, W/4), (B, 8w, H/8, W/8), (B, 16w, H/16, W/16); w backbone width
+        B, _, h16, w16 = c4.shape
+        tokens = self.enc_in(c4.flatten(2).transpose(1, 2))  # (B, N = H/16*W/16, D)
+        tokens = tokens + sincos_2d(h16, w16, tokens.shape[-1], tokens.device).to(tokens.dtype)
         for block in self.encoder:
-            tok = block(tok)
-        tok = self.enc_norm(tok)
-        f = self.merge[0](tok.transpose(1, 2).reshape(B, -1, h, w), c3)  # (B, 8w, H/8, W/8)
-        f = self.merge[1](f, c2)  # (B, 4w, H/4, W/4)
-        return {"fused": self.merge[2](f), "tokens": tok}  # fused (B, 2*dec_dim, H/2, W/2)
+            tokens = block(tokens)  # (B, N, D)
+        tokens = self.enc_norm(tokens)
+        x = self.merge[0](tokens.transpose(1, 2).reshape(B, -1, h16, w16), c3)  # (B, 8w, H/8, W/8)
+        x = self.merge[1](x, c2)  # (B, 4w, H/4, W/4)
+        fused = self.merge[2](x)  # (B, 2*dec_dim, H/2, W/2)
+        return {"fused": fused, "tokens": tokens}
 
     def denoise(self, x_t, gamma, feats, cond):
         """(B, 2*n_bits, h, w) x_t, (B,) gamma, encode() output, (B, C, h, w) cond -> (B, 2*2^n_bits, h, w) logits."""
@@ -431,11 +457,6 @@ Config = Pix2SeqDConfig
 Model = Pix2SeqD
 
 
-def count_parameters(model):
-    """nn.Module -> int number of parameters."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def load_backbone_weights(model, state_dict):
     """Pix2SeqD (or its backbone), torchvision ResNet-50 state_dict -> None; copies stem and layer1-3 in place.
 
@@ -444,7 +465,8 @@ def load_backbone_weights(model, state_dict):
     backbone = model.backbone if hasattr(model, "backbone") else model
     own = backbone.state_dict()
     given = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "layer4."))}
-    missing, unexpected = sorted(set(own) - set(given)), sorted(set(given) - set(own))
+    missing = sorted(set(own) - set(given))
+    unexpected = sorted(set(given) - set(own))
     shapes = [f"{k}: {tuple(given[k].shape)} vs {tuple(own[k].shape)}" for k in own
               if k in given and given[k].shape != own[k].shape]
     if missing or unexpected or shapes:
@@ -454,9 +476,8 @@ def load_backbone_weights(model, state_dict):
     backbone.load_state_dict(given)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Training loss
-
 
 def _check_clip(images, semantic, instance, cfg):
     T = 1 + cfg.num_cond_frames
@@ -464,8 +485,8 @@ def _check_clip(images, semantic, instance, cfg):
         raise ValueError(f"pix2seq_d: images must be (B, {T}, 3, H, W) for num_cond_frames={cfg.num_cond_frames}, "
                          f"got {tuple(images.shape)}")
     B, _, _, H, W = images.shape
-    if H % 16 or W % 16:
-        raise ValueError(f"pix2seq_d: H and W must be multiples of 16, got {H}x{W}")
+    if H % SIZE_MULTIPLE or W % SIZE_MULTIPLE:
+        raise ValueError(f"pix2seq_d: H and W must be multiples of {SIZE_MULTIPLE}, got {H}x{W}")
     for name, x in (("semantic", semantic), ("instance", instance)):
         if x.shape != (B, T, H, W) or x.dtype != torch.int64:
             raise ValueError(f"pix2seq_d: {name} must be int64 {(B, T, H, W)}, got {x.dtype} {tuple(x.shape)}")
@@ -474,7 +495,7 @@ def _check_clip(images, semantic, instance, cfg):
     _require((instance >= 0) & (instance < ID_CAP), f"pix2seq_d: instance ids must be in [0, {ID_CAP})")
 
 
-def compute_loss(model, images, semantic, instance, generator=None):
+def compute_loss(model, images, semantic, instance, generator=None, forward=None):
     """(B, T, 3, H, W) images in [0, 1], (B, T, H, W) int64 semantic / instance -> (loss, logs); T = 1 + Tc.
 
     Pix2Seq-D training step (Alg. 1 with the panoptic objective). The last frame is the target, the earlier
@@ -486,14 +507,18 @@ def compute_loss(model, images, semantic, instance, generator=None):
       5. loss = w_cls * CE(class logits) + w_ins * CE(id logits), per pixel weighted by pixel_weights.
     w_cls = w_ins = 0.5 gives the official mean over the two groups. Frame dropout, the permutation, t and
     eps come from `generator` (on the inputs' device). logs holds detached scalars. No host sync of its own:
-    label checks are async asserts on CUDA, ValueErrors elsewhere (bitdiffusion's id checks too)."""
-    cfg = getattr(model, "module", model).cfg  # DDP wraps the model in .module; compiled models forward attributes
+    label checks are async asserts on CUDA, ValueErrors elsewhere (bitdiffusion's id checks too).
+    `model` is the Pix2SeqD itself (its cfg is read); `forward` runs the network, default `model`: train.py passes
+    its torch.compile / DDP wrapper of the same model."""
+    cfg = model.cfg
+    forward = model if forward is None else forward
     _check_clip(images, semantic, instance, cfg)
-    dev, B, Tc = images.device, images.shape[0], cfg.num_cond_frames
+    B = images.shape[0]
+    dev = images.device
     sem = semantic[..., ::2, ::2]  # (B, T, h, w), nearest
     sem = torch.where(sem == 255, 0, sem + 1)
     ins = permute_ids(instance[..., ::2, ::2] * (sem > 0), cfg.max_instances, generator, cfg.id_range)
-    keep = torch.rand(B, Tc, generator=generator, device=dev) >= cfg.frame_dropout  # (B, Tc)
+    keep = torch.rand(B, cfg.num_cond_frames, generator=generator, device=dev) >= cfg.frame_dropout  # (B, Tc)
     cond_maps = torch.stack([sem[:, :-1], ins[:, :-1]], 2) * keep[:, :, None, None, None]  # (B, Tc, 2, h, w)
     diff = frame_difference(images[:, -1], images[:, -2]) * keep[:, -1, None, None, None]  # (B, 3, h, w)
     cond = condition_input(cond_maps, diff, cfg.cond, cfg.n_bits, cfg.bit_scale)
@@ -501,26 +526,25 @@ def compute_loss(model, images, semantic, instance, generator=None):
     x0 = bd.encode(target, cfg.n_bits, cfg.bit_scale)  # (B, 2*n_bits, h, w)
     gamma = bd.gamma_cosine(torch.rand(B, generator=generator, device=dev))
     x_t, _ = bd.q_sample(x0, gamma, generator)
-    logits = model(images[:, -1], x_t, gamma, cond)["logits"].float()  # (B, 2*2^n_bits, h, w)
+    logits = forward(images[:, -1], x_t, gamma, cond)["logits"].float()  # (B, 2*2^n_bits, h, w)
     weight = pixel_weights(target[:, 1], cfg.max_instances, cfg.mask_weight_p)
     n = 2 ** cfg.n_bits
     loss_cls = bd.softmax_xent_loss(logits[:, :n], target[:, :1], weight)
     loss_ins = bd.softmax_xent_loss(logits[:, n:], target[:, 1:], weight)
-    w_cls, w_ins = 0.5, 0.5
+    w_cls = w_ins = 0.5
     loss = w_cls * loss_cls + w_ins * loss_ins
     return loss, {"loss_cls": loss_cls.detach(), "loss_ins": loss_ins.detach()}
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Streaming inference
-
 
 def decode_logits(logits, cfg):
     """(2 * 2^n_bits, h, w) last-step logits -> (2, h, w) int64 (class + 1 in 1..K, id in 0..max_instances - 1).
 
     The arg-max of each group over the values a pixel may take: never void (0) or a class above K, never an id
-    outside the permutation range. Decoding the bits of the last x0 estimate instead (the official way) lets void
-    win on uncertain pixels, and deeplab2's STQ counts predicted void on a labelled pixel as an extra IoU-0 class."""
+    outside the permutation range (official: the bits of the last x0 estimate, where void wins on uncertain pixels
+    and deeplab2's STQ counts it as an extra IoU-0 class on labelled ones)."""
     n = 2 ** cfg.n_bits
     cls = logits[1:cfg.num_classes + 1].argmax(0) + 1
     ids = logits[n:n + cfg.max_instances].argmax(0)
@@ -535,7 +559,9 @@ class IdRemapper:
     first_fresh, first_fresh + 1, ..., above every raw id); ids present in the window keep their mapping."""
 
     def __init__(self, window, first_fresh):
-        self.map, self.recent, self.next = {0: 0}, deque([set()] * window, maxlen=window), first_fresh
+        self.map = {0: 0}  # id from the model -> id returned
+        self.recent = deque([set()] * window, maxlen=window)  # the ids of each of the last `window` frames
+        self.next = first_fresh  # the next fresh id
 
     def __call__(self, ins):
         ids = torch.unique(ins).tolist()
@@ -543,7 +569,8 @@ class IdRemapper:
             if i not in self.map:
                 self.map[i] = i
             elif i != 0 and not any(i in r for r in self.recent):
-                self.map[i], self.next = self.next, self.next + 1
+                self.map[i] = self.next
+                self.next += 1
         self.recent.append(set(ids))
         lut = torch.zeros(max(ids) + 1, dtype=torch.int64, device=ins.device)
         lut[torch.tensor(ids, device=ins.device)] = torch.tensor([self.map[i] for i in ids], device=ins.device)
@@ -557,34 +584,42 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
     Streaming (paper Sec. 3.3): per frame, pad to a multiple of 16 with 0.3, encode once, condition on the model's
     own last num_cond_frames predictions (all void before the video starts) and I_t - I_{t-1} (zero at frame 0),
     run DDIM (`steps`, `td`, default cfg's) on the decoder, decode the last step's logits without a void choice
-    (decode_logits), upsample x2 nearest and crop. Instance 0 on stuff; ids that re-appear after
-    leaving the conditioning window get fresh ids (IdRemapper). Set model.eval() first."""
-    cfg = getattr(model, "module", model).cfg
-    steps, td = cfg.steps if steps is None else steps, cfg.td if td is None else td
-    remap, history, prev = IdRemapper(cfg.num_cond_frames, cfg.max_instances), None, None
+    (decode_logits), upsample x2 nearest and crop. Instance 0 on stuff; ids that re-appear after leaving the
+    conditioning window get fresh ids (IdRemapper). The caller sets model.eval(), as for any module at inference
+    (infer.compile_for_inference passes a namespace of compiled encode / denoise with the same cfg)."""
+    if getattr(model, "training", False):
+        raise ValueError("pix2seq_d.predict_video: the model is in training mode; call model.eval() first")
+    cfg = model.cfg
+    steps = cfg.steps if steps is None else steps
+    td = cfg.td if td is None else td
+    remap = IdRemapper(cfg.num_cond_frames, cfg.max_instances)
+    prev = history = None  # the previous padded frame (1, 3, Hp, Wp) and the model's last Tc (2, h, w) predictions
     for image in frames:
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"pix2seq_d.predict_video: frames must be (3, H, W), got {tuple(image.shape)}")
         H, W = image.shape[-2:]
-        x = F.pad(image.float(), (0, -W % 16, 0, -H % 16), value=PAD_VALUE)[None]  # (1, 3, Hp, Wp)
+        pad = (0, -W % SIZE_MULTIPLE, 0, -H % SIZE_MULTIPLE)
+        x = F.pad(image.float(), pad, value=PAD_VALUE)[None]  # (1, 3, Hp, Wp)
         h, w = x.shape[-2] // 2, x.shape[-1] // 2
-        if prev is None:
-            prev, history = x, [x.new_zeros(2, h, w, dtype=torch.int64)] * cfg.num_cond_frames
+        if prev is None:  # frame 0: all-void conditioning masks, zero difference
+            prev = x
+            history = [x.new_zeros(2, h, w, dtype=torch.int64)] * cfg.num_cond_frames
         elif prev.shape != x.shape:
             raise ValueError(f"pix2seq_d.predict_video: frame size changed from {tuple(prev.shape[-2:])} to {(H, W)}")
         feats = model.encode(x)
-        cond = condition_input(torch.stack(history)[None], frame_difference(x, prev), cfg.cond, cfg.n_bits,
-                               cfg.bit_scale)
+        cond_maps = torch.stack(history)[None]  # (1, Tc, 2, h, w)
+        cond = condition_input(cond_maps, frame_difference(x, prev), cfg.cond, cfg.n_bits, cfg.bit_scale)
         last = {}
 
-        def denoise(x_t, g, _):
-            last["logits"] = model.denoise(x_t, g, feats, cond)  # (1, 2 * 2^n_bits, h, w)
+        def denoise(x_t, gamma, self_cond_x0):  # self_cond_x0 is None: no self-conditioning
+            last["logits"] = model.denoise(x_t, gamma, feats, cond)  # (1, 2 * 2^n_bits, h, w)
             return last["logits"]
 
         bd.ddim_sample(denoise, (1, 2 * cfg.n_bits, h, w), steps=steps, td=td, b=cfg.bit_scale, n_bits=cfg.n_bits,
                        generator=generator, device=x.device)
         pred = decode_logits(last["logits"][0].float(), cfg)  # (2, h, w) model ids, fed back as the next condition
-        history, prev = history[1:] + [pred], x
+        history = history[1:] + [pred]
+        prev = x
         sem, ins = pred.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, :H, :W]  # (H, W) each, nearest
         ins = ins * (sem > 0)
         if cfg.thing_classes is not None:

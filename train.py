@@ -106,8 +106,9 @@ def parse_args(argv=None):
         args.scale = tuple(float(x) for x in str(args.scale).split(","))
     except ValueError:
         p.error(f"--crop must be HxW and --scale lo,hi; got {args.crop!r} and {args.scale!r}")
-    if len(args.crop) != 2 or min(args.crop) <= 0 or args.crop[0] % 32 or args.crop[1] % 32:
-        p.error(f"--crop {args.crop}: need HxW, both multiples of 32 (the models' strides)")
+    multiple = MODELS[args.model].SIZE_MULTIPLE  # the network's stride
+    if len(args.crop) != 2 or min(args.crop) <= 0 or args.crop[0] % multiple or args.crop[1] % multiple:
+        p.error(f"--crop {args.crop}: need HxW, both multiples of {multiple} for {args.model}")
     if len(args.scale) != 2 or not 0 < args.scale[0] <= args.scale[1]:
         p.error(f"--scale {args.scale}: need lo,hi with 0 < lo <= hi")
     if not args.dataset.startswith("synthetic") and not args.root:
@@ -284,9 +285,14 @@ def git_sha():
         return "unknown"
 
 
-def main(args):
-    # ------------------------------------------------------------------ system: device, DDP, precision, compile
+# -----------------------------------------------------------------------------
+# System: device, processes (torchrun sets RANK), precision
+
+def setup_system(args):
+    """-> (ddp, rank, world, device, autocast). One process per device under torchrun; bf16 autocast and TF32 on
+    CUDA, eager fp32 on CPU. The same seed on every rank gives the same initial weights."""
     ddp = int(os.environ.get("RANK", -1)) != -1
+    rank, world = 0, 1
     if ddp:  # a long rank-0 evaluation must not trip the collective timeout of the waiting ranks
         backend = "nccl" if args.device.startswith("cuda") else "gloo"
         torch.distributed.init_process_group(backend, timeout=timedelta(hours=2))
@@ -294,237 +300,358 @@ def main(args):
         if args.device.startswith("cuda"):
             args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
             torch.cuda.set_device(args.device)
-    else:
-        rank, world = 0, 1
-    master = rank == 0
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-    torch.manual_seed(args.seed)  # the same initial weights on every rank
     if args.batch_size % world:
         raise UserError(f"--batch_size {args.batch_size} is not divisible by the {world} processes")
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    torch.manual_seed(args.seed)
+    return ddp, rank, world, device, autocast
+
+
+# -----------------------------------------------------------------------------
+# Data: the two splits and an endless, resumable stream of training batches
+
+def load_splits(args):
+    """-> (train sequences, val sequences), checked to be disjoint on KITTI-STEP. Read before any model is built,
+    so a wrong --root fails fast."""
+    train_seqs = data.load_sequences(args.dataset, args.root, "train")
+    eval_seqs = data.load_sequences(args.dataset, args.root, "val")
+    eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
+    both = sorted({s.name for s in train_seqs} & {s.name for s in eval_seqs})
+    if args.dataset == "kitti_step" and both:
+        raise UserError(f"sequences {both} are in both the train and the val split: the scores would not be held out")
+    return train_seqs, eval_seqs
+
+
+def training_clips(args, cfg, train_seqs, pad_value):
+    """-> data.ClipDataset of the model's clips: Pix2Seq-D 1 + num_cond_frames consecutive frames, Video K-Net a
+    (key, reference) pair; cropped, scale-jittered and padded with the model's pad value."""
+    if args.model == "pix2seq_d":
+        clips = data.ClipDataset(train_seqs, "consecutive", 1 + cfg.num_cond_frames, args.crop, args.scale, pad_value)
+    else:
+        clips = data.ClipDataset(train_seqs, "pair", 2, args.crop, args.scale, pad_value)
+    if len(clips) < args.batch_size:
+        raise UserError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
+    return clips
+
+
+def default_workers(args, cuda):
+    """--num_workers, or on CUDA the CPUs of this process's share of the node with one left for it; 0 on CPU."""
+    if args.num_workers is not None:
+        return args.num_workers
+    if not cuda:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return min(8, max(1, per_process - 1))
+
+
+def batch_stream(clips, args, step, rank, world, num_workers, pin_memory):
+    """Endless batches of this rank from `step` on. Epoch e is a fixed permutation (seed + e) and clip i of it is
+    augmented with the seed [seed, e, i], so a resumed run sees exactly the clips it would have seen."""
+    steps_per_epoch = len(clips) // args.batch_size
+    epoch, skip = divmod(step, steps_per_epoch)
+    while True:
+        order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(args.seed + epoch))
+        order = order[: steps_per_epoch * args.batch_size].view(steps_per_epoch, world, -1)[skip:, rank]
+        sampler = [[(i, [args.seed, epoch, i]) for i in b] for b in order.tolist()]
+        yield from torch.utils.data.DataLoader(clips, batch_sampler=sampler, num_workers=num_workers,
+                                               pin_memory=pin_memory)
+        epoch, skip = epoch + 1, 0
+
+
+# -----------------------------------------------------------------------------
+# Model, optimiser, EMA
+
+def model_config(args, module):
+    """-> config dict of the model: its preset, the dataset's classes (data.py) and the Pix2Seq-D flags."""
+    config = dict(module.PRESETS[args.preset], num_classes=data.NUM_CLASSES, thing_classes=data.THING_CLASSES)
+    if args.model == "pix2seq_d":  # thing_classes: ids only on person / car at inference
+        config.update({k: getattr(args, k) for k in ("cond", "num_cond_frames") if getattr(args, k) is not None})
+        if args.dataset == "cityscapes":
+            config["frame_dropout"] = 1.0  # single images: an image model (all-void history), as the paper's stage 1
+    return config
+
+
+def load_initial_weights(model, module, args):
+    """--backbone_weights, then --init_from, into the model -> one summary line each (loaded, skipped, left)."""
+    lines = [load_backbone(model, module, args.backbone_weights)] if args.backbone_weights else []
+    lines += [load_init(model, args.model, args.init_from, args.allow_partial_init)] if args.init_from else []
+    return lines
+
+
+def freeze_stem(model):
+    """mmdet's frozen_stages=1 (--freeze_bn): the backbone's stem and layer1 are not trained."""
+    for name, p in model.backbone.named_parameters():
+        p.requires_grad_(not name.startswith(("conv1.", "bn1.", "layer1.")))
+
+
+def make_optimizer(model, args, fused):
+    """AdamW over the trainable parameters: no weight decay on norms and biases (ndim < 2), the backbone's LR
+    scaled by --backbone_lr_mult (each group keeps its `lr_mult`; set_lr applies it)."""
+    groups = {}  # (backbone?, decayed?) -> params
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((n.startswith("backbone."), p.ndim >= 2), []).append(p)
+    return torch.optim.AdamW(
+        [dict(params=ps, weight_decay=args.weight_decay if decay else 0.0,
+              lr_mult=args.backbone_lr_mult if backbone else 1.0) for (backbone, decay), ps in groups.items()],
+        lr=args.lr, betas=(0.9, 0.999), fused=fused)
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+
+
+def set_train_mode(model, freeze_bn):
+    """model.train(), except with --freeze_bn the backbone BatchNorms keep the loaded statistics (mmdet norm_eval)."""
+    model.train()
+    if freeze_bn:
+        for m in model.backbone.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+
+
+@torch.no_grad()
+def update_ema(ema_model, model, decay):
+    """ema <- ema + (1 - decay) (model - ema) on floating tensors (weights, BatchNorm statistics); integer buffers
+    (BatchNorm's step counter) are copied. state_dict tensors share storage with the modules."""
+    pairs = list(zip(ema_model.state_dict().values(), model.state_dict().values()))
+    floats = [(e, m) for e, m in pairs if e.is_floating_point()]
+    torch._foreach_lerp_([e for e, _ in floats], [m for _, m in floats], 1 - decay)
+    for e, m in pairs:
+        if not e.is_floating_point():
+            e.copy_(m)
+
+
+class Meter:
+    """Running means of the logged scalars (tensors: no host sync until read) and the wall time per step."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.sums, self.n, self.t0 = {}, 0, time.time()
+
+    def add(self, values):
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.detach().float()
+        self.n += 1
+
+    def read(self):
+        """-> ({name: mean}, ms per step) since the last reset; the host sync of the logged steps."""
+        return {k: (v / self.n).item() for k, v in self.sums.items()}, (time.time() - self.t0) * 1000 / self.n
+
+
+def write_log(log, step, lr, means, ms):
+    """One line per --log_interval (`step 1200 | loss 0.4321 | lr 3.0e-04 | 85 ms/step`); all values to log.jsonl."""
+    tqdm.write(f"step {step} | loss {means['loss']:.4f} | lr {lr:.1e} | {ms:.0f} ms/step")
+    log.write(json.dumps({"step": step, "lr": lr, "ms_per_step": ms, **means}) + "\n")
+    log.flush()
+
+
+class BufferSnapshot:
+    """The model's buffers (BatchNorm statistics) before a step, put back when the step is skipped: a NaN input
+    poisons the running statistics in the forward, before the gradient check can catch it."""
+
+    def __init__(self, model):
+        self.buffers = [b for b in model.buffers() if b.numel()]
+        self.saved = [b.clone() for b in self.buffers]
+
+    def take(self):
+        if self.buffers:
+            torch._foreach_copy_(self.saved, self.buffers)
+
+    def restore(self):
+        if self.buffers:
+            torch._foreach_copy_(self.buffers, self.saved)
+
+
+def skip_step(optimizer, snapshot, loss, gnorm, step, rank, bad):
+    """A non-finite loss or gradient norm: drop the gradients and the step's BatchNorm updates -> steps skipped in a
+    row (bad); RuntimeError at 10. Under DDP the gradients are averaged before the norm, so all ranks skip alike."""
+    optimizer.zero_grad(set_to_none=True)
+    snapshot.restore()
+    tqdm.write(f"step {step}: non-finite loss or gradient (loss {loss.item()}, grad norm {gnorm.item()} on rank "
+               f"{rank}), step skipped ({bad} in a row)")
+    if bad >= 10:
+        raise RuntimeError(f"{bad} non-finite steps in a row at step {step}; last checkpoint is kept")
+    return bad
+
+
+# -----------------------------------------------------------------------------
+# Checkpoint state, evaluation, the end-of-run DDP check
+
+def restore(ckpt_path, args, cfg, model, ema_model, optimizer, generator, rank, world):
+    """--resume: the weights, EMA, optimiser and (same world size) this rank's noise generator from ckpt_path ->
+    (step, best STQ). UserError when the checkpoint belongs to another model or config."""
+    ckpt = read_checkpoint(ckpt_path, "--resume")
+    if ckpt["args"]["model"] != args.model:
+        raise UserError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}: pass "
+                        f"--model {ckpt['args']['model']} or another --out_dir")
+    try:
+        model.load_state_dict(ckpt["model"])
+        if ema_model is not None and ckpt.get("ema") is not None:
+            ema_model.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:  # another --preset, --cond, --freeze_bn, ...
+        def plain(v):
+            return list(v) if isinstance(v, tuple) else v
+
+        diff = [f"{k} {plain(ckpt['config'].get(k))} there, {plain(v)} here" for k, v in asdict(cfg).items()
+                if plain(ckpt["config"].get(k)) != plain(v)]
+        why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
+                        "that wrote it, or use another --out_dir") from None
+    if ckpt.get("generator") is not None and world == ckpt["args"].get("world", 1):
+        generator.set_state(ckpt["generator"][rank])
+    return ckpt["step"], ckpt["best"]
+
+
+def generator_states(generator, ddp, world):
+    """-> every rank's noise-generator state (a collective under DDP), so a resumed run continues each stream."""
+    if not ddp:
+        return [generator.get_state()]
+    states = [torch.empty_like(generator.get_state()) for _ in range(world)]
+    torch.distributed.all_gather_object(states, generator.get_state())
+    return states
+
+
+def evaluate_and_save(args, cfg, step, best, model, ema_model, optimizer, states, eval_seqs, device, autocast, log,
+                      ckpt_path):
+    """Rank 0: score the EMA (else raw) weights on the held-out videos, log it, write the checkpoint -> best STQ."""
+    net = ema_model if ema_model is not None else model
+    kw = dict(generator=torch.Generator(device).manual_seed(args.seed)) if args.model == "pix2seq_d" else {}
+    result = evaluate(net.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
+    set_train_mode(model, args.freeze_bn)
+    print(f"eval step {step} | {format_scores(result)}")
+    best = max(best, -1.0 if math.isnan(result["STQ"]) else result["STQ"])
+    scores = {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}
+    log.write(json.dumps({"step": step, "eval": scores}, default=float) + "\n")
+    save_checkpoint(ckpt_path, {
+        "model": model.state_dict(), "ema": ema_model.state_dict() if ema_model is not None else None,
+        "optimizer": optimizer.state_dict(), "config": asdict(cfg), "generator": states,
+        "args": {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
+                 "world": len(states)},  # one generator state per rank
+        "step": step, "best": best})
+    return best
+
+
+def check_replicas(model, ema_model, world, device, master):
+    """End of a DDP run: the largest difference from rank 0 of the weights, buffers and EMA, printed by rank 0.
+    Training-mode BatchNorm statistics differ by each rank's last batch (DDP broadcasts rank 0's at each forward;
+    rank 0 saves)."""
+    groups = {"parameters": list(model.parameters()), "buffers": list(model.buffers()),
+              "EMA parameters": list(ema_model.parameters()) if ema_model is not None else [],
+              "EMA buffers": list(ema_model.buffers()) if ema_model is not None else []}
+    diff = torch.zeros(len(groups), device=device)
+    for i, tensors in enumerate(groups.values()):
+        for t in (t.detach() for t in tensors if t.numel()):
+            on_rank0 = t.clone()
+            torch.distributed.broadcast(on_rank0, 0)
+            diff[i] = torch.maximum(diff[i], (t - on_rank0).abs().max().float())
+    torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+    if master:
+        print(f"ddp: max difference from rank 0 over {world} ranks: "
+              + ", ".join(f"{k} {v:.3g}" for k, v in zip(groups, diff.tolist())))
+
+
+def mean_over_ranks(x):
+    """Video K-Net's set-loss normalisers under DDP: the mean mask count over all processes."""
+    x = x.clone()
+    torch.distributed.all_reduce(x)
+    return x / torch.distributed.get_world_size()
+
+
+# -----------------------------------------------------------------------------
+# The run
+
+def main(args):
+    ddp, rank, world, device, autocast = setup_system(args)
+    master, cuda = rank == 0, device.type == "cuda"
     out_dir = Path(args.out_dir)
     ckpt_path = out_dir / "ckpt.pt"
     resume = args.resume and ckpt_path.exists()
     if master and args.resume and not resume:
         print(f"--resume: no checkpoint {ckpt_path} yet, so this run starts at step 0")
-    # the sequences first: a wrong --root fails before a model is built
-    train_seqs = data.load_sequences(args.dataset, args.root, "train")
-    eval_seqs = data.load_sequences(args.dataset, args.root, "val")
-    eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
-    if args.dataset == "kitti_step" and {s.name for s in train_seqs} & {s.name for s in eval_seqs}:
-        raise UserError(f"sequences {sorted({s.name for s in train_seqs} & {s.name for s in eval_seqs})} are in "
-                        "both the train and the val split: the scores would not be held out")
-
-    # ------------------------------------------------------------------ model, EMA, optimizer
-    module = MODELS[args.model]
-    config = dict(module.PRESETS[args.preset])
-    if args.model == "pix2seq_d":
-        config.update({k: getattr(args, k) for k in ("cond", "num_cond_frames") if getattr(args, k) is not None})
-        config["thing_classes"] = data.THING_CLASSES  # ids only on person / car at inference (KITTI-STEP things)
-        if args.dataset == "cityscapes":
-            config["frame_dropout"] = 1.0  # single images: an image model (all-void history), as the paper's stage 1
-    raw_model, cfg = build_model(args.model, config)
-    if not resume:  # one summary line each: tensors loaded, skipped (and why), left at their initial values
-        lines = [load_backbone(raw_model, module, args.backbone_weights)] if args.backbone_weights else []
-        lines += [load_init(raw_model, args.model, args.init_from, args.allow_partial_init)] if args.init_from else []
-        for line in lines if master else []:
-            print(line)
-    elif master and (args.backbone_weights or args.init_from):
+    elif master and resume and (args.backbone_weights or args.init_from):
         print(f"--resume: the weights come from {ckpt_path}; --backbone_weights / --init_from not loaded")
-    if args.freeze_bn:  # mmdet's frozen_stages=1: the stem and layer1 are not trained
-        for name, p in raw_model.backbone.named_parameters():
-            p.requires_grad_(not name.startswith(("conv1.", "bn1.", "layer1.")))
+    train_seqs, eval_seqs = load_splits(args)
+
+    # the model: raw (saved, evaluated), its EMA, and the compiled / DDP wrapper that trains it
+    module = MODELS[args.model]
+    raw_model, cfg = build_model(args.model, model_config(args, module))
+    init_lines = load_initial_weights(raw_model, module, args) if not resume else []
+    if args.freeze_bn:
+        freeze_stem(raw_model)
     raw_model.to(device)
     ema_model = copy.deepcopy(raw_model).eval().requires_grad_(False) if args.ema > 0 else None
-    groups = {}  # (backbone?, decayed?) -> params; no weight decay on norms and biases
-    for n, p in raw_model.named_parameters():
-        if p.requires_grad:
-            groups.setdefault((n.startswith("backbone."), p.ndim >= 2), []).append(p)
-    optimizer = torch.optim.AdamW(
-        [dict(params=ps, weight_decay=args.weight_decay if decay else 0.0,
-              lr_mult=args.backbone_lr_mult if backbone else 1.0) for (backbone, decay), ps in groups.items()],
-        lr=args.lr, betas=(0.9, 0.999), fused=cuda)
+    optimizer = make_optimizer(raw_model, args, fused=cuda)
     model = torch.compile(raw_model) if cuda and args.compile else raw_model
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-
-    def train_mode():
-        raw_model.train()
-        if args.freeze_bn:  # mmdet's norm_eval: backbone BatchNorm statistics stay those of the loaded weights
-            for m in raw_model.backbone.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.eval()
-
-    # ------------------------------------------------------------------ resume
-    out_dir.mkdir(parents=True, exist_ok=True)
-    step, best = 0, -1.0
+    loss_kw = dict(reduce_counts=mean_over_ranks) if ddp and args.model == "video_knet" else {}
     generator = torch.Generator(device).manual_seed(args.seed * 1000 + rank)  # noise, t, dropout, permutations
+    step, best = 0, -1.0
     if resume:
-        ckpt = read_checkpoint(ckpt_path, "--resume")
-        if ckpt["args"]["model"] != args.model:
-            raise UserError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}: pass "
-                            f"--model {ckpt['args']['model']} or another --out_dir")
-        try:
-            raw_model.load_state_dict(ckpt["model"])
-            if ema_model is not None and ckpt.get("ema") is not None:
-                ema_model.load_state_dict(ckpt["ema"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:  # another --preset, --cond, --freeze_bn, ...
-            plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
-            diff = [f"{k} {plain(ckpt['config'].get(k))} there, {plain(v)} here" for k, v in asdict(cfg).items()
-                    if plain(ckpt["config"].get(k)) != plain(v)]
-            why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
-                            "that wrote it, or use another --out_dir") from None
-        step, best = ckpt["step"], ckpt["best"]
-        if ckpt.get("generator") is not None and world == ckpt["args"].get("world", 1):
-            generator.set_state(ckpt["generator"][rank])
+        step, best = restore(ckpt_path, args, cfg, raw_model, ema_model, optimizer, generator, rank, world)
+
+    clips = training_clips(args, cfg, train_seqs, module.PAD_VALUE)
+    batches = batch_stream(clips, args, step, rank, world, default_workers(args, cuda), pin_memory=cuda)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if master and args.resume:  # drop log lines of steps the checkpoint never saw (all of them without one)
         truncate_log(out_dir / "log.jsonl", step)
-
-    # ------------------------------------------------------------------ data
-    mode, clip_len = ("consecutive", 1 + cfg.num_cond_frames) if args.model == "pix2seq_d" else ("pair", 2)
-    clips = data.ClipDataset(train_seqs, mode, clip_len, args.crop, args.scale, pad_value=module.PAD_VALUE)
-    steps_per_epoch = len(clips) // args.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
-    num_workers = args.num_workers
-    if num_workers is None:  # CUDA: the CPUs of this process's share of the node, one left for the main process
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        per_process = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-        num_workers = min(8, max(1, per_process - 1)) if cuda else 0
-
-    def batches(step):
-        """Endless batches of this rank from `step` on. Epoch e is a fixed permutation (seed + e) and clip i of it is
-        augmented with the seed [seed, e, i], so a resumed run sees exactly the clips it would have seen."""
-        epoch, skip = divmod(step, steps_per_epoch)
-        while True:
-            order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(args.seed + epoch))
-            order = order[: steps_per_epoch * args.batch_size].view(steps_per_epoch, world, -1)[skip:, rank]
-            sampler = [[(i, [args.seed, epoch, i]) for i in b] for b in order.tolist()]
-            yield from torch.utils.data.DataLoader(clips, batch_sampler=sampler, num_workers=num_workers,
-                                                   pin_memory=cuda)
-            epoch, skip = epoch + 1, 0
-
     if master:
         n_params = sum(p.numel() for p in raw_model.parameters())
-        print(f"git {git_sha()} | torch {torch.__version__} | device {device} x{world} | {args.model} "
-              f"{args.preset} {n_params / 1e6:.2f}M params | {len(clips)} clips")
-        print("args " + json.dumps({k: v for k, v in vars(args).items()}))
-
-    def run_eval(step):
-        net = ema_model if ema_model is not None else raw_model
-        kw = dict(generator=torch.Generator(device).manual_seed(args.seed)) if args.model == "pix2seq_d" else {}
-        result = evaluate(net.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
-        train_mode()
-        print(f"eval step {step} | {format_scores(result)}")
-        return result
-
-    def checkpoint(step, best, generator_states):
-        save_checkpoint(ckpt_path, {
-            "model": raw_model.state_dict(), "ema": ema_model.state_dict() if ema_model is not None else None,
-            "optimizer": optimizer.state_dict(), "config": asdict(cfg), "generator": generator_states,
-            "args": {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}, "world": world},
-            "step": step, "best": best})
-
-    if ema_model is not None:  # state_dict tensors share storage with the modules: pair them once
-        pairs = list(zip(ema_model.state_dict().values(), raw_model.state_dict().values()))
-        ema_float = [e for e, _ in pairs if e.is_floating_point()]
-        raw_float = [r for e, r in pairs if e.is_floating_point()]
-        ema_int = [(e, r) for e, r in pairs if not e.is_floating_point()]
-    loss_kw = {}
-    if ddp and args.model == "video_knet":  # set-loss normalisers: the mean mask count over all processes
-        def mean_over_ranks(x):
-            x = x.clone()
-            torch.distributed.all_reduce(x)
-            return x / world
-        loss_kw["reduce_counts"] = mean_over_ranks
-
-    # ------------------------------------------------------------------ training loop
-    buffers = [b for b in raw_model.buffers() if b.numel()]
-    buffers_before = [b.clone() for b in buffers]
+        for line in init_lines:
+            print(line)
+        print(f"git {git_sha()} | torch {torch.__version__} | device {device} x{world} | {args.model} {args.preset} "
+              f"{n_params / 1e6:.2f}M params | {len(clips)} clips")
+        print("args " + json.dumps(vars(args)))
     log = open(out_dir / "log.jsonl", "a") if master else None
-    train_mode()
+
+    # the loop: one optimiser step per batch
+    snapshot, meter, bad = BufferSnapshot(raw_model), Meter(), 0
+    set_train_mode(raw_model, args.freeze_bn)
     bar = tqdm(total=args.max_iters, initial=step, desc="train", unit="step", disable=not master, dynamic_ncols=True)
-    it, t0, bad, sums, n = batches(step), time.time(), 0, {}, 0
     while step < args.max_iters:
-        batch = next(it)
-        images, semantic, instance = (batch[k].to(device, non_blocking=True) for k in ("image", "semantic", "instance"))
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         lr = lr_at(step, args)
-        for g in optimizer.param_groups:
-            g["lr"] = lr * g["lr_mult"]
-        if buffers:  # BatchNorm statistics, restored if the step is skipped
-            torch._foreach_copy_(buffers_before, buffers)
+        set_lr(optimizer, lr)
+        snapshot.take()
         with autocast:
-            loss, logs = module.compute_loss(model, images, semantic, instance, generator=generator, **loss_kw)
+            loss, logs = module.compute_loss(raw_model, batch["image"], batch["semantic"], batch["instance"],
+                                             generator=generator, forward=model, **loss_kw)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
-        # The step's host sync (Video K-Net's matching adds its own). A NaN loss gives NaN gradients, hence a
-        # non-finite norm; under DDP the gradients are already averaged over the ranks, so every rank sees the same
-        # norm and skips together (a check of each rank's own loss could split them).
         if not torch.isfinite(gnorm):
-            bad += 1
-            optimizer.zero_grad(set_to_none=True)
-            if buffers:  # e.g. NaN inputs also poisoned the running statistics
-                torch._foreach_copy_(buffers, buffers_before)
-            tqdm.write(f"step {step}: non-finite loss or gradient (loss {loss.item()}, grad norm {gnorm.item()} on "
-                       f"rank {rank}), step skipped ({bad} in a row)")
-            if bad >= 10:
-                raise RuntimeError(f"{bad} non-finite steps in a row at step {step}; last checkpoint is kept")
+            bad = skip_step(optimizer, snapshot, loss, gnorm, step, rank, bad + 1)
             continue
         bad = 0
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ema_model is not None:  # ema <- ema + (1 - decay) (raw - ema) on floats, a copy of integer buffers
-            decay = min(args.ema, (1 + step) / (10 + step))  # short warm-up of the average
-            with torch.no_grad():
-                torch._foreach_lerp_(ema_float, raw_float, 1 - decay)
-                for e, r in ema_int:
-                    e.copy_(r)
-        step, n = step + 1, n + 1
+        if ema_model is not None:
+            update_ema(ema_model, raw_model, decay=min(args.ema, (1 + step) / (10 + step)))  # short warm-up
+        step += 1
         bar.update()
-        for k, v in {"loss": loss.detach(), "grad_norm": gnorm, **logs}.items():
-            sums[k] = sums.get(k, 0.0) + v.detach().float()
+        meter.add({"loss": loss, "grad_norm": gnorm, **logs})
         if step % args.log_interval == 0 or step == args.max_iters:
-            vals = {k: (v / n).item() for k, v in sums.items()}
-            ms = (time.time() - t0) * 1000 / n
             if master:
-                tqdm.write(f"step {step} | loss {vals['loss']:.4f} | lr {lr:.1e} | {ms:.0f} ms/step")
-                log.write(json.dumps({"step": step, "lr": lr, "ms_per_step": ms, **vals}) + "\n")
-                log.flush()
-            sums, n, t0 = {}, 0, time.time()
+                write_log(log, step, lr, *meter.read())
+            meter.reset()
         if step % args.eval_interval == 0 or step == args.max_iters:
-            states = [generator.get_state()]
-            if ddp:  # every rank's noise generator, so a resumed run continues each stream
-                states = [torch.empty_like(states[0]) for _ in range(world)]
-                torch.distributed.all_gather_object(states, generator.get_state())
+            states = generator_states(generator, ddp, world)
             if master:
-                result = run_eval(step)
-                best = max(best, -1.0 if math.isnan(result["STQ"]) else result["STQ"])
-                log.write(json.dumps({"step": step, "eval": {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}},
-                                     default=float) + "\n")
-                checkpoint(step, best, states)
+                best = evaluate_and_save(args, cfg, step, best, raw_model, ema_model, optimizer, states, eval_seqs,
+                                         device, autocast, log, ckpt_path)
             if ddp:
                 torch.distributed.barrier()
-            t0 = time.time()
+            meter.t0 = time.time()  # the evaluation's time is not a training step's
     bar.close()
-    if ddp:  # cheap end-of-run check that DDP kept every replica identical, the EMA included. BatchNorm statistics in
-        # training mode differ by each rank's last batch (DDP broadcasts rank 0's at every forward; rank 0 saves).
-        ema = (ema_model.parameters(), ema_model.buffers()) if ema_model is not None else ((), ())
-        groups = {"parameters": raw_model.parameters(), "buffers": buffers, "EMA parameters": ema[0],
-                  "EMA buffers": ema[1]}
-        diff = torch.zeros(len(groups), device=device)
-        for i, tensors in enumerate(groups.values()):
-            for t in (t.detach() for t in tensors if t.numel()):
-                on_rank0 = t.clone()
-                torch.distributed.broadcast(on_rank0, 0)
-                diff[i] = torch.maximum(diff[i], (t - on_rank0).abs().max().float())
-        torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
-        if master:
-            print(f"ddp: max difference from rank 0 over {world} ranks: "
-                  + ", ".join(f"{k} {v:.3g}" for k, v in zip(groups, diff.tolist())))
+    if ddp:
+        check_replicas(raw_model, ema_model, world, device, master)
         torch.distributed.barrier()  # no rank tears the group down while another still talks to it
         torch.distributed.destroy_process_group()
     return ckpt_path

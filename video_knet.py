@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+
 @dataclass
 class VideoKNetConfig:
     num_classes: int = 19  # semantic classes K (Cityscapes trainIds), paper 19
@@ -70,12 +71,15 @@ class VideoKNetConfig:
     match_score_thr: float = 0.5  # min bi-softmax score of a match, paper 0.5
     memo_momentum: float = 0.8  # weight of the new embedding in a track's memory, paper 0.8
 
+
 PAD_VALUE = (0.485, 0.456, 0.406)  # images are padded with the mean colour (pixel_mean), in training and inference
+SIZE_MULTIPLE = 32  # image height and width: multiples of the backbone stride (training crops; predict_video pads)
 
 PRESETS = {
     "paper": dict(num_thing_kernels=100, feat_channels=256, backbone_width=64, backbone_depth=(3, 4, 6, 3)),
     "tiny": dict(num_thing_kernels=16, feat_channels=64, backbone_width=16, backbone_depth=(1, 1, 1, 1), mask_stride=4),
 }
+
 
 # -----------------------------------------------------------------------------
 # Backbone (torchvision's ResNet-50 v1.5, same names and maths), FPN, semantic FPN
@@ -83,26 +87,35 @@ PRESETS = {
 class Bottleneck(nn.Module):
     def __init__(self, cin, planes, stride=1):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
-        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)  # v1.5
-        self.conv3, self.bn3 = nn.Conv2d(planes, 4 * planes, 1, bias=False), nn.BatchNorm2d(4 * planes)
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)  # v1.5: the stride is on the 3x3 conv
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None if stride == 1 and cin == 4 * planes else nn.Sequential(
             nn.Conv2d(cin, 4 * planes, 1, stride, bias=False), nn.BatchNorm2d(4 * planes))
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + (x if self.downsample is None else self.downsample(x)))
+        """(B, cin, H', W') -> (B, 4 planes, H'/stride, W'/stride)."""
+        out = self.relu(self.bn1(self.conv1(x)))  # (B, planes, H', W')
+        out = self.relu(self.bn2(self.conv2(out)))  # (B, planes, H'/stride, W'/stride)
+        out = self.bn3(self.conv3(out))  # (B, 4 planes, H'/stride, W'/stride)
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
 
 class ResNet50(nn.Module):
     """torchvision's ResNet-50 without avgpool / fc: ResNet50() has exactly its parameter names and shapes."""
 
     def __init__(self, width=64, depth=(3, 4, 6, 3)):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
-        self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
-        cin, self.out_channels = width, [4 * width * 2 ** i for i in range(4)]
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.out_channels = [4 * width * 2 ** i for i in range(4)]  # C2..C5
+        cin = width
         for i, n in enumerate(depth):
             planes = width * 2 ** i
             blocks = [Bottleneck(cin if j == 0 else 4 * planes, planes, 2 if i and j == 0 else 1) for j in range(n)]
@@ -114,10 +127,12 @@ class ResNet50(nn.Module):
 
     def forward(self, x):
         """(B, 3, H, W) normalised -> [C2, C3, C4, C5] at strides 4, 8, 16, 32 with 4w, 8w, 16w, 32w channels."""
-        feats = [self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))]
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, w, H/4, W/4)
+        feats = [self.layer1(x)]  # C2: (B, 4w, H/4, W/4)
         for layer in (self.layer2, self.layer3, self.layer4):
-            feats.append(layer(feats[-1]))
+            feats.append(layer(feats[-1]))  # C3, C4, C5: twice the channels, half the size each
         return feats
+
 
 class FPN(nn.Module):
     """mmdet FPN: lateral 1x1, top-down nearest upsampling + add, 3x3 output convs; no norm, no activation."""
@@ -132,10 +147,12 @@ class FPN(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, feats):
-        lat = [conv(f) for conv, f in zip(self.lateral_convs, feats)]
-        for i in range(len(lat) - 1, 0, -1):
+        """[C2..C5] -> [P2..P5], each (B, C, H/s, W/s) at its stride s = 4, 8, 16, 32."""
+        lat = [conv(f) for conv, f in zip(self.lateral_convs, feats)]  # (B, C, H/s, W/s) each
+        for i in range(len(lat) - 1, 0, -1):  # top-down: P5 into P4, P4 into P3, P3 into P2
             lat[i - 1] = lat[i - 1] + F.interpolate(lat[i], size=lat[i - 1].shape[-2:], mode="nearest")
-        return [conv(x) for conv, x in zip(self.fpn_convs, lat)]  # P2..P5: (B, C, H/s, W/s)
+        return [conv(x) for conv, x in zip(self.fpn_convs, lat)]  # (B, C, H/s, W/s) each
+
 
 def conv_gn(cin, cout, k, stride=1):
     """mmcv ConvModule with its `.conv` / `.gn` key names: conv (no bias, normal std 0.01) -> GN(32) -> ReLU."""
@@ -143,15 +160,20 @@ def conv_gn(cin, cout, k, stride=1):
     nn.init.normal_(conv.weight, std=0.01)
     return nn.Sequential(OrderedDict(conv=conv, gn=nn.GroupNorm(32, cout), relu=nn.ReLU(inplace=True)))
 
+
 def sine_position_encoding(x, temperature=10000.0):
     """(B, C, H, W) -> (B, C, H, W) mmdet SinePositionalEncoding(C/2, normalize=True, scale 2 pi), no padding."""
     B, C, H, W = x.shape
     dim_t = temperature ** (2 * (torch.arange(C // 2, device=x.device) // 2) / (C // 2))
+
     def embed(n):  # (n, C/2), sin and cos interleaved
-        pos = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[:, None] / (n + 1e-6) * 2 * math.pi / dim_t
+        pos = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[:, None] / (n + 1e-6)  # (n, 1) in (0, 1]
+        pos = pos * 2 * math.pi / dim_t  # (n, C/2)
         return torch.stack([pos[:, 0::2].sin(), pos[:, 1::2].cos()], dim=2).flatten(1)
+
     pos = torch.cat([embed(H)[:, None].expand(H, W, -1), embed(W)[None].expand(H, W, -1)], dim=2)  # y first
     return pos.permute(2, 0, 1)[None].expand(B, C, H, W).to(x.dtype)
+
 
 class SemanticFPN(nn.Module):
     """K-Net's SemanticFPNWrapper: P2 (3x3, stride 2), P3, P4 (up x2), P5 + sine encoding (up x4), summed at s8.
@@ -173,13 +195,14 @@ class SemanticFPN(nn.Module):
                     layers[f"upsample{j}"] = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
             levels.append(nn.Sequential(layers))
         self.convs_all_levels = nn.ModuleList(levels)
-        self.conv_pred, self.aux_convs = conv_gn(c, c, 1), nn.ModuleList([conv_gn(c, c, 1)])
+        self.conv_pred = conv_gn(c, c, 1)
+        self.aux_convs = nn.ModuleList([conv_gn(c, c, 1)])
 
     def forward(self, feats):
-        """[P2..P5] -> localization and semantic features, each (B, C, H/s, W/s), s the stride (8 or 4)."""
-        feats = list(feats[:3]) + [feats[3] + sine_position_encoding(feats[3])]
-        x = sum(level(f) for level, f in zip(self.convs_all_levels, feats))
-        return self.conv_pred(x), self.aux_convs[0](x)
+        """[P2..P5] -> localization and semantic features, each (B, C, h, w) at the stride (8 or 4)."""
+        feats = list(feats[:3]) + [feats[3] + sine_position_encoding(feats[3])]  # P5 gets the positions
+        x = sum(level(f) for level, f in zip(self.convs_all_levels, feats))  # (B, C, h, w)
+        return self.conv_pred(x), self.aux_convs[0](x)  # (B, C, h, w) each
 
 
 # -----------------------------------------------------------------------------
@@ -191,7 +214,8 @@ class KernelHead(nn.Module):
     def __init__(self, c, num_thing_kernels, num_classes, num_thing_classes):
         super().__init__()
         self.kt = num_thing_classes
-        self.loc_convs, self.seg_convs = nn.ModuleList([conv_gn(c, c, 1)]), nn.ModuleList([conv_gn(c, c, 1)])
+        self.loc_convs = nn.ModuleList([conv_gn(c, c, 1)])
+        self.seg_convs = nn.ModuleList([conv_gn(c, c, 1)])
         self.init_kernels = nn.Conv2d(c, num_thing_kernels, 1, bias=False)
         self.conv_seg = nn.Conv2d(c, num_classes, 1)
         nn.init.normal_(self.init_kernels.weight, std=1.0)
@@ -200,50 +224,72 @@ class KernelHead(nn.Module):
 
     def forward(self, loc, sem):
         """(B, C, h, w) x2 -> kernels (B, N, C), mask logits (B, N, h, w), seg logits (B, K, h, w), x (B, C, h, w)."""
-        loc, sem = self.loc_convs[0](loc), self.seg_convs[0](sem)
-        masks, seg, x = self.init_kernels(loc), self.conv_seg(sem), loc + sem  # (B, Nt, h, w), (B, K, h, w)
-        things = self.init_kernels.weight.flatten(1) + torch.einsum("bnhw,bchw->bnc", (masks > 0).to(x.dtype), x)
+        loc = self.loc_convs[0](loc)  # (B, C, h, w)
+        sem = self.seg_convs[0](sem)  # (B, C, h, w)
+        masks = self.init_kernels(loc)  # (B, Nt, h, w)
+        seg = self.conv_seg(sem)  # (B, K, h, w)
+        x = loc + sem  # (B, C, h, w), the features of every stage
+        assembled = torch.einsum("bnhw,bchw->bnc", (masks > 0).to(x.dtype), x)  # (B, Nt, C)
+        things = self.init_kernels.weight.flatten(1) + assembled  # (B, Nt, C)
         stuff = self.conv_seg.weight[self.kt:].flatten(1).expand(x.shape[0], -1, -1)  # (B, K - Kt, C), no bias
         return torch.cat([things, stuff], 1), torch.cat([masks, seg[:, self.kt:]], 1), seg, x
+
 
 class KernelUpdator(nn.Module):
     """Adaptive kernel update (K-Net eq. 4-7): gates from features F and kernels K, gated mix, then FC-LN-ReLU."""
 
     def __init__(self, c):
         super().__init__()
-        self.dynamic_layer, self.input_layer = nn.Linear(c, 2 * c), nn.Linear(c, 2 * c)  # F -> p, K -> q
-        self.input_gate, self.update_gate = nn.Linear(c, c), nn.Linear(c, c)
-        self.norm_in, self.norm_out, self.input_norm_in, self.input_norm_out = (nn.LayerNorm(c) for _ in range(4))
-        self.fc_layer, self.fc_norm = nn.Linear(c, c), nn.LayerNorm(c)
+        self.dynamic_layer = nn.Linear(c, 2 * c)  # F -> p
+        self.input_layer = nn.Linear(c, 2 * c)  # K -> q
+        self.input_gate = nn.Linear(c, c)
+        self.update_gate = nn.Linear(c, c)
+        self.norm_in = nn.LayerNorm(c)
+        self.norm_out = nn.LayerNorm(c)
+        self.input_norm_in = nn.LayerNorm(c)
+        self.input_norm_out = nn.LayerNorm(c)
+        self.fc_layer = nn.Linear(c, c)
+        self.fc_norm = nn.LayerNorm(c)
 
     def forward(self, feats, kernels):
         """(B, N, C) assembled features, (B, N, C) kernels -> (B, N, C) updated kernels."""
-        (p_in, p_out), (q_in, q_out) = self.dynamic_layer(feats).chunk(2, -1), self.input_layer(kernels).chunk(2, -1)
-        gate = p_in * q_in
+        p_in, p_out = self.dynamic_layer(feats).chunk(2, -1)  # (B, N, C) each
+        q_in, q_out = self.input_layer(kernels).chunk(2, -1)  # (B, N, C) each
+        gate = p_in * q_in  # (B, N, C)
         g_feat = self.norm_in(self.update_gate(gate)).sigmoid()  # G_F
         g_kern = self.input_norm_in(self.input_gate(gate)).sigmoid()  # G_K
-        out = g_feat * self.norm_out(p_out) + g_kern * self.input_norm_out(q_out)
+        out = g_feat * self.norm_out(p_out) + g_kern * self.input_norm_out(q_out)  # (B, N, C)
         return F.relu(self.fc_norm(self.fc_layer(out)))
+
 
 def ffn(c):
     return nn.Sequential(nn.Linear(c, 8 * c), nn.ReLU(inplace=True), nn.Linear(8 * c, c))
 
+
 def fc_ln_relu(c):
     return nn.Sequential(nn.Linear(c, c, bias=False), nn.LayerNorm(c), nn.ReLU(inplace=True))
+
 
 class KernelUpdateStage(nn.Module):
     """One K-Net update stage; with link=True also Video K-Net's kernel linking (cross-attention + FFN)."""
 
     def __init__(self, c, num_classes, link=False):
         super().__init__()
-        self.feat_transform, self.kernel_update_conv = nn.Conv2d(c, c, 1), KernelUpdator(c)
-        self.attention, self.attention_norm = nn.MultiheadAttention(c, 8, batch_first=True), nn.LayerNorm(c)
-        self.ffn, self.ffn_norm = ffn(c), nn.LayerNorm(c)
-        self.cls_fcs, self.fc_cls = fc_ln_relu(c), nn.Linear(c, num_classes)
-        self.mask_fcs, self.fc_mask = fc_ln_relu(c), nn.Linear(c, c)
+        self.feat_transform = nn.Conv2d(c, c, 1)
+        self.kernel_update_conv = KernelUpdator(c)
+        self.attention = nn.MultiheadAttention(c, 8, batch_first=True)
+        self.attention_norm = nn.LayerNorm(c)
+        self.ffn = ffn(c)
+        self.ffn_norm = nn.LayerNorm(c)
+        self.cls_fcs = fc_ln_relu(c)
+        self.fc_cls = nn.Linear(c, num_classes)
+        self.mask_fcs = fc_ln_relu(c)
+        self.fc_mask = nn.Linear(c, c)
         if link:
             self.attention_previous = nn.MultiheadAttention(c, 8, batch_first=True)
-            self.attention_previous_norm, self.link_ffn, self.link_ffn_norm = nn.LayerNorm(c), ffn(c), nn.LayerNorm(c)
+            self.attention_previous_norm = nn.LayerNorm(c)
+            self.link_ffn = ffn(c)
+            self.link_ffn_norm = nn.LayerNorm(c)
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
@@ -251,32 +297,50 @@ class KernelUpdateStage(nn.Module):
 
     def forward(self, x, kernels, masks):
         """(B, C, h, w), (B, N, C), (B, N, h, w) logits -> kernels (B, N, C), masks (B, N, h, w), cls (B, N, K)."""
-        x = self.feat_transform(x)
-        feats = torch.einsum("bnhw,bchw->bnc", (masks > 0).to(x.dtype), x)  # sum under sigmoid > 0.5, not a mean
-        k = self.kernel_update_conv(feats, kernels)
-        k = self.attention_norm(k + self.attention(k, k, k, need_weights=False)[0])
-        k = self.ffn_norm(k + self.ffn(k))
-        masks = torch.einsum("bnc,bchw->bnhw", self.fc_mask(self.mask_fcs(k)), x)  # dynamic 1x1 conv
+        x = self.feat_transform(x)  # (B, C, h, w)
+        feats = torch.einsum("bnhw,bchw->bnc", (masks > 0).to(x.dtype), x)  # (B, N, C) sum over p > 0.5, not a mean
+        k = self.kernel_update_conv(feats, kernels)  # (B, N, C)
+        k = self.attention_norm(k + self.attention(k, k, k, need_weights=False)[0])  # (B, N, C)
+        k = self.ffn_norm(k + self.ffn(k))  # (B, N, C)
+        masks = torch.einsum("bnc,bchw->bnhw", self.fc_mask(self.mask_fcs(k)), x)  # (B, N, h, w) dynamic 1x1 conv
         return k, masks, self.fc_cls(self.cls_fcs(k))
 
     def link(self, kernels, prev):
         """(B, N, C) kernels, (B, N, C) previous frame's kernels -> (B, N, C) linked kernels (tracking input)."""
-        t = self.attention_previous_norm(kernels + self.attention_previous(kernels, prev, prev, need_weights=False)[0])
+        attended = self.attention_previous(kernels, prev, prev, need_weights=False)[0]  # (B, N, C)
+        t = self.attention_previous_norm(kernels + attended)  # (B, N, C)
         return self.link_ffn_norm(t + self.link_ffn(t))
 
+
 class VideoKNet(nn.Module):
+    """Video K-Net: frames (B, 3, H, W) or clips (B, 2, 3, H, W) in [0, 1], H and W multiples of 32 -> raw outputs.
+
+    Three stages: (1) features: ResNet-50 -> FPN -> semantic FPN, localization and semantic maps at h, w = H/s, W/s
+    (s = mask_stride); (2) segmentation: the kernel head's N initial kernels and masks, refined by num_stages
+    update stages; (3) tracking: the last stage links the final kernels to the previous frame's, and the embedding
+    head maps them to embeddings. A clip is flattened frame-major to B' = 2B (key frames, then reference frames)
+    and the key frames' last kernels are linked to the reference frames' (not detached, as in the original); a
+    single frame is linked to prev_kernels when given.
+
+    forward returns a dict: rpn_masks (B', N, h, w) and seg_logits (B', K, h, w) of the initial kernels; masks /
+    cls, per-stage lists of (B', N, h, w) / (B', N, K) logits; kernels (B', N, C), the last un-linked kernels (the
+    next frame's memory); embeds (B', N, D), the tracking embeddings."""
+
     def __init__(self, cfg):
         super().__init__()
         if cfg.feat_channels % 32 or not set(cfg.thing_classes) <= set(range(cfg.num_classes)):
             raise ValueError(f"video_knet: need feat_channels % 32 == 0 and thing_classes in range(num_classes), got "
                              f"{cfg.feat_channels}, {cfg.thing_classes}")
-        self.cfg, c = cfg, cfg.feat_channels
+        self.cfg = cfg
+        c = cfg.feat_channels
         self.backbone = ResNet50(cfg.backbone_width, cfg.backbone_depth)
-        self.neck, self.semantic_fpn = FPN(self.backbone.out_channels, c), SemanticFPN(c, cfg.mask_stride)
+        self.neck = FPN(self.backbone.out_channels, c)
+        self.semantic_fpn = SemanticFPN(c, cfg.mask_stride)
         self.kernel_head = KernelHead(c, cfg.num_thing_kernels, cfg.num_classes, len(cfg.thing_classes))
         self.stages = nn.ModuleList(KernelUpdateStage(c, cfg.num_classes, link=i == cfg.num_stages - 1)
                                     for i in range(cfg.num_stages))
-        self.embed_fcs, self.fc_embed = fc_ln_relu(c), nn.Linear(c, c)  # then QDTrack's head: 2 fcs, fc_embed
+        self.embed_fcs = fc_ln_relu(c)
+        self.fc_embed = nn.Linear(c, c)  # then QDTrack's head: 2 fcs, fc_embed
         self.track_head = nn.Sequential(nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c))
         for i, fc in enumerate(self.track_head[::2]):
             nn.init.xavier_uniform_(fc.weight) if i < 2 else nn.init.normal_(fc.weight, std=0.01)
@@ -286,41 +350,39 @@ class VideoKNet(nn.Module):
         to_model[order] = torch.arange(cfg.num_classes)
         self.register_buffer("train_to_model", to_model, persistent=False)  # trainId -> model class, 255 void
         self.register_buffer("model_to_train", torch.tensor(order), persistent=False)
-        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(PAD_VALUE).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1), persistent=False)
 
     def forward(self, images, prev_kernels=None):
-        """(B, 3, H, W) in [0, 1] (+ previous kernels (B, N, C)) or a clip (B, 2, 3, H, W) -> dict of raw outputs.
-
-        A clip is flattened frame-major to B' = 2B (key frames, then reference frames) and the key frames' last
-        kernels are linked to the reference frames' (not detached, as in the original). Outputs: rpn_masks
-        (B', N, h, w) and seg_logits (B', K, h, w) of the initial kernels; masks / cls, per-stage lists of
-        (B', N, h, w) / (B', N, K) logits; kernels (B', N, C), the last un-linked kernels (the next frame's memory);
-        embeds (B', N, D), the tracking embeddings."""
+        """(B, 3, H, W) [+ prev_kernels (B, N, C)] or (B, 2, 3, H, W) -> dict of raw outputs (see the class)."""
         clip = images.dim() == 5
-        images = images.transpose(0, 1).flatten(0, 1) if clip else images
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[-2] % 32 or images.shape[-1] % 32:
+        images = images.transpose(0, 1).flatten(0, 1) if clip else images  # (B', 3, H, W), key frames first
+        if (images.dim() != 4 or images.shape[1] != 3
+                or images.shape[-2] % SIZE_MULTIPLE or images.shape[-1] % SIZE_MULTIPLE):
             raise ValueError(f"video_knet: expected images (B, 3, H, W) or (B, 2, 3, H, W) with H, W divisible by "
-                             f"32, got {tuple(images.shape)}")
-        loc, sem = self.semantic_fpn(self.neck(self.backbone((images - self.pixel_mean) / self.pixel_std)))
-        kernels, masks, seg, x = self.kernel_head(loc, sem)
+                             f"{SIZE_MULTIPLE}, got {tuple(images.shape)}")
+        feats = self.neck(self.backbone((images - self.pixel_mean) / self.pixel_std))  # P2..P5
+        loc, sem = self.semantic_fpn(feats)  # (B', C, h, w) each
+        kernels, masks, seg, x = self.kernel_head(loc, sem)  # (B', N, C), (B', N, h, w), (B', K, h, w), (B', C, h, w)
         out = dict(rpn_masks=masks, seg_logits=seg, masks=[], cls=[])
         for stage in self.stages:
-            kernels, masks, cls = stage(x, kernels, masks)
+            kernels, masks, cls = stage(x, kernels, masks)  # (B', N, C), (B', N, h, w), (B', N, K)
             out["masks"].append(masks)
             out["cls"].append(cls)
-        b, track = kernels.shape[0] // 2, kernels
+        track = kernels  # (B', N, C)
         if clip:
+            b = len(kernels) // 2  # B: key frames, then reference frames
             track = torch.cat([self.stages[-1].link(kernels[:b], kernels[b:]), kernels[b:]])
         elif prev_kernels is not None:
             track = self.stages[-1].link(kernels, prev_kernels)
-        out.update(kernels=kernels, embeds=self.track_head(self.fc_embed(self.embed_fcs(track))))
+        out.update(kernels=kernels, embeds=self.track_head(self.fc_embed(self.embed_fcs(track))))  # (B', N, D)
         return out
 
 
 # The names train.py and infer.py look up in every model file (with PRESETS, compute_loss, predict_video).
 Config = VideoKNetConfig
 Model = VideoKNet
+
 
 # -----------------------------------------------------------------------------
 # Matching
@@ -337,16 +399,20 @@ def hungarian(cost):
     flip = cost.shape[0] > cost.shape[1]
     cost = cost.T if flip else cost
     n, m = cost.shape
-    u, v = np.zeros(n + 1), np.zeros(m + 1)  # potentials; column 0 is a virtual start column
-    match, way = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)  # 1-based row on column j; path
+    u = np.zeros(n + 1)  # row potentials
+    v = np.zeros(m + 1)  # column potentials; column 0 is a virtual start column
+    match = np.zeros(m + 1, dtype=np.int64)  # 1-based row on column j, 0: free
+    way = np.zeros(m + 1, dtype=np.int64)  # the previous column on the shortest path to column j
     for i in range(1, n + 1):
         match[0], j0 = i, 0
-        minv, used = np.full(m + 1, np.inf), np.zeros(m + 1, dtype=bool)
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, dtype=bool)
         while match[j0] != 0:  # grow the shortest-path tree until it reaches a free column
             used[j0] = True
             reduced = cost[match[j0] - 1] - u[match[j0]] - v[1:]
             better = ~used[1:] & (reduced < minv[1:])
-            minv[1:][better], way[1:][better] = reduced[better], j0
+            minv[1:][better] = reduced[better]
+            way[1:][better] = j0
             j0 = int(np.argmin(np.where(used[1:], np.inf, minv[1:]))) + 1
             delta = minv[j0]
             u[match[used]] += delta
@@ -359,6 +425,7 @@ def hungarian(cost):
     order = np.argsort(rows)
     return rows[order], cols[order]
 
+
 @torch.no_grad()
 @torch.autocast("cuda", enabled=False)  # matching in fp32, also under the caller's autocast
 def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_mask=1.0, w_dice=4.0):
@@ -368,18 +435,21 @@ def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_m
 
     mmdet's FocalLossCost (alpha 0.25, gamma 2) + MaskCost (minus soft pixel accuracy, p clamped >= 0.01) +
     DiceCost (p clamped >= 0.001, eps 1e-3); pixels with weight 0 (void, crowd) are left out."""
-    w, t = weights.flatten(-2).float().unsqueeze(-2), targets.flatten(-2).float()  # (..., 1, P), (..., G, P)
+    w = weights.flatten(-2).float().unsqueeze(-2)  # (..., 1, P)
+    t = targets.flatten(-2).float()  # (..., G, P)
     p = mask_logits.flatten(-2).float().sigmoid()  # (..., Q, P)
-    pm, pd, td = p.clamp(min=0.01) * w, p.clamp(min=0.001) * w, t * w
-    tr = lambda x: x.transpose(-1, -2)  # noqa: E731
-    cost = -w_mask * (pm @ tr(t) + (w - pm) @ tr(1 - t)) / w.sum(-1, keepdim=True).clamp(min=1)
-    cost = cost - w_dice * 2 * (pd @ tr(td)) / ((pd * pd).sum(-1)[..., :, None] + (td * td).sum(-1)[..., None, :]
-                                                + 2e-3)
+    pm = p.clamp(min=0.01) * w  # MaskCost's p
+    pd = p.clamp(min=0.001) * w  # DiceCost's p
+    td = t * w
+    cost = -w_mask * (pm @ t.mT + (w - pm) @ (1 - t).mT) / w.sum(-1, keepdim=True).clamp(min=1)  # (..., Q, G)
+    dice_den = (pd * pd).sum(-1)[..., :, None] + (td * td).sum(-1)[..., None, :] + 2e-3  # (..., Q, G)
+    cost = cost - w_dice * 2 * (pd @ td.mT) / dice_den
     if cls_logits is not None:
         q = cls_logits.float().sigmoid()  # (..., Q, Kt) -> (..., Q, G): each GT's class column
         q = q.gather(-1, labels.unsqueeze(-2).expand(*q.shape[:-1], labels.shape[-1]))
         cost = cost + w_cls * (-(q + 1e-12).log() * 0.25 * (1 - q) ** 2 + (1 - q + 1e-12).log() * 0.75 * q ** 2)
     return cost
+
 
 def assign(costs, sizes):
     """(R, nf, Q, G) costs of R matching rounds over nf frames, GT padded to G (frame f has sizes[f]) -> per round a
@@ -411,37 +481,43 @@ def frame_targets(semantic, instance, train_to_model, num_thing_classes, num_cla
     is_thing = lab < num_thing_classes
     key = torch.where(is_thing & (instance > 0), lab * 2 ** 32 + instance, -1)
     ids = torch.unique(key[key >= 0])  # (G,)
-    pool = lambda m: F.avg_pool2d(m.float().unsqueeze(1), 2).squeeze(1)  # noqa: E731
+
+    def pool(m):  # (M, H, W) bool -> (M, H/2, W/2) float 2x2 means
+        return F.avg_pool2d(m.float().unsqueeze(1), 2).squeeze(1)
+
     stuff = lab[None] == torch.arange(num_thing_classes, num_classes, device=lab.device)[:, None, None]
     return dict(thing=pool(key[None] == ids[:, None, None]), thing_label=ids // 2 ** 32, thing_id=ids,
                 stuff=pool(stuff), stuff_present=stuff.flatten(1).any(1), label=lab[::2, ::2],
                 valid=pool(((lab != 255) & ~(is_thing & (instance == 0)))[None])[0])
 
-def batch_targets(tg):
+
+def batch_targets(targets):
     """nf frames' targets (frame_targets) -> one dict with a leading frame dim, GT things zero-padded to the most in
     a frame (G): thing (nf, G, h, w), thing_label (nf, G), stuff (nf, K - Kt, h, w), stuff_present (nf, K - Kt),
     valid (nf, h, w), label (nf, h, w), and sizes: the frames' GT counts (host ints, from shapes: no sync)."""
-    sizes = [len(t["thing_id"]) for t in tg]
-    G = max(sizes)
-    pad = lambda x, n: F.pad(x, (0, 0) * (x.dim() - 1) + (0, n))  # noqa: E731  zeros after the first dim's n rows
-    out = {k: torch.stack([t[k] for t in tg]) for k in ("stuff", "stuff_present", "valid", "label")}
-    out["thing"] = torch.stack([pad(t["thing"], G - n) for t, n in zip(tg, sizes)])
-    out["thing_label"] = torch.stack([pad(t["thing_label"], G - n) for t, n in zip(tg, sizes)])
-    return {**out, "sizes": sizes}
+    out = {k: torch.stack([t[k] for t in targets]) for k in ("stuff", "stuff_present", "valid", "label")}
+    for k in ("thing", "thing_label"):
+        out[k] = nn.utils.rnn.pad_sequence([t[k] for t in targets], batch_first=True)  # zeros after a frame's GT
+    return {**out, "sizes": [len(t["thing_id"]) for t in targets]}
+
 
 def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     """(..., K) logits, (..., K) {0, 1} targets -> (..., K) elementwise sigmoid focal loss (RetinaNet)."""
     p = logits.sigmoid()
-    pt, a = p * targets + (1 - p) * (1 - targets), alpha * targets + (1 - alpha) * (1 - targets)
+    pt = p * targets + (1 - p) * (1 - targets)
+    a = alpha * targets + (1 - alpha) * (1 - targets)
     return a * (1 - pt) ** gamma * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+
 
 def mask_losses(logits, targets, weights, eps=1e-3):
     """(M, h, w) logits, soft targets, pixel weights -> weighted mean BCE (M,), dice (M,) = mmdet 2.18's 1 - 2 sum(pt)
     / (sum(p^2) + sum(t^2) + 2 eps) on p, t times the weights."""
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weights
-    p, t = (logits.sigmoid() * weights).flatten(1), (targets * weights).flatten(1)
+    p = (logits.sigmoid() * weights).flatten(1)  # (M, h*w)
+    t = (targets * weights).flatten(1)
     return (bce.flatten(1).sum(1) / weights.flatten(1).sum(1).clamp(min=1e-6),
             1 - 2 * (p * t).sum(1) / ((p * p).sum(1) + (t * t).sum(1) + 2 * eps))
+
 
 def multi_pos_ce(sim, pos):
     """(R, S) similarities, (R, S) bool positives -> mean over rows with a positive of log(1 + sum exp(s- - s+))."""
@@ -449,54 +525,67 @@ def multi_pos_ce(sim, pos):
     diff = diff.masked_fill(~(pos[:, :, None] & ~pos[:, None, :]), float("-inf")).flatten(1)  # i pos., j neg.
     return torch.logsumexp(F.pad(diff, (0, 1)), dim=1)[pos.any(1)].mean()  # the padded 0 is the "1 +"
 
+
 def cosine_l2(cos, pos, neg_margin=0.1, neg_pos_ub=3):
     """(R, S) cosines, (R, S) bool (>= 1 positive) -> mean of (s - t)^2 over positives and the hardest <= 3 x
     #positives negatives, s = clamp(cos - margin on negatives, 0, 1) (QDTrack's L2Loss with hard mining)."""
     err = (torch.where(pos, cos, cos - neg_margin).clamp(0, 1) - pos.float()).flatten() ** 2
-    neg, keep = (~pos).flatten().nonzero().squeeze(1), pos.flatten().clone()
+    neg = (~pos).flatten().nonzero().squeeze(1)
+    keep = pos.flatten().clone()
     keep[neg[err.detach()[neg].topk(min(len(neg), neg_pos_ub * int(pos.sum()))).indices]] = True
     return err[keep].mean()
+
 
 def per_frame(v, frame, nf):
     """(M,) values, (M,) int64 frame of each -> (nf,) sums per frame."""
     return v.new_zeros(nf).index_add(0, frame, v)
 
-def stage_losses(masks, cls, tgt, idx, present, nt, kt):
+
+def stage_losses(masks, cls, batch, idx, present, nt, kt):
     """All frames, one stage: (nf, N, h, w) stride-2 logits, (nf, N, K) logits, batched targets (batch_targets),
     matched (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, Ps) -> per frame (focal, BCE, dice),
     each (nf,) summed over the frame's positives (matched thing kernels and the kernels of present stuff classes)."""
-    (fr, k, g), (sf, sj) = idx, present
-    rows_f, rows_k = torch.cat([fr, sf]), torch.cat([k, nt + sj])
-    tmask = torch.cat([tgt["thing"][fr, g], tgt["stuff"][sf, sj]])  # (P + Ps, h, w)
+    fr, k, g = idx
+    sf, sj = present
+    rows_f = torch.cat([fr, sf])  # (P + Ps,) frame and kernel of every positive
+    rows_k = torch.cat([k, nt + sj])
+    tmask = torch.cat([batch["thing"][fr, g], batch["stuff"][sf, sj]])  # (P + Ps, h, w)
     nf, n, K = cls.shape
-    target, weight = torch.zeros_like(cls), torch.zeros_like(cls)
-    target[fr, k, tgt["thing_label"][fr, g]] = 1
+    target = torch.zeros_like(cls)
+    weight = torch.zeros_like(cls)
+    target[fr, k, batch["thing_label"][fr, g]] = 1
     target[sf, nt + sj, kt + sj] = 1
     weight[:, :nt, :kt] = 1  # thing kernels learn the thing classes; stuff kernels only their own class' presence
     weight[:, torch.arange(nt, n), torch.arange(kt, K)] = 1
-    bce, dice = mask_losses(masks[rows_f, rows_k], tmask, tgt["valid"][rows_f])
-    return (sigmoid_focal(cls, target) * weight).sum((1, 2)), per_frame(bce, rows_f, nf), per_frame(dice, rows_f, nf)
+    bce, dice = mask_losses(masks[rows_f, rows_k], tmask, batch["valid"][rows_f])
+    focal = (sigmoid_focal(cls, target) * weight).sum((1, 2))
+    return focal, per_frame(bce, rows_f, nf), per_frame(dice, rows_f, nf)
 
-def rank_target(tgt, kernel_idx, gt_idx):
+
+def rank_target(targets, kernel_idx, gt_idx):
     """One frame's targets, matched pairs -> (h, w) int64: the last matched kernel whose GT mask covers a pixel, -1."""
-    cover = torch.cat([torch.ones_like(tgt["valid"][None]), tgt["thing"][gt_idx]]) > 0  # (1 + P, h, w), 0: none
-    last = (cover * torch.arange(len(cover), device=cover.device)[:, None, None]).argmax(0)
+    cover = torch.cat([torch.ones_like(targets["valid"][None]), targets["thing"][gt_idx]]) > 0  # (1 + P, h, w)
+    last = (cover * torch.arange(len(cover), device=cover.device)[:, None, None]).argmax(0)  # 0: no GT mask
     return torch.cat([kernel_idx.new_full((1,), -1), kernel_idx])[last]
 
+
 @torch.autocast("cuda", enabled=False)  # dot products in fp32
-def track_losses(embeds, tg, matches, B):
+def track_losses(embeds, targets, matches, B):
     """(2B, N, D) embeddings, targets, last-stage matches -> (multi-positive CE, cosine L2), averaged over clips."""
     ce = l2 = embeds.sum() * 0  # keeps the embedding path in the graph with no instance (DDP needs every gradient)
     for b in range(B):
-        (kk, gk), (kr, gr) = matches[b], matches[B + b]
-        pos = tg[b]["thing_id"][gk][:, None] == tg[B + b]["thing_id"][gr][None]  # (Pk, Pr) same instance
+        kk, gk = matches[b]  # key frame: kernels, GT
+        kr, gr = matches[B + b]  # reference frame
+        pos = targets[b]["thing_id"][gk][:, None] == targets[B + b]["thing_id"][gr][None]  # (Pk, Pr) same instance
         if pos.any():
-            ek, er = embeds[b, kk], embeds[B + b, kr]  # key (linked) and reference kernels' embeddings
+            ek = embeds[b, kk]  # (Pk, D) key (linked) kernels' embeddings
+            er = embeds[B + b, kr]  # (Pr, D) reference kernels' embeddings
             ce = ce + multi_pos_ce(ek @ er.T, pos)
             l2 = l2 + cosine_l2(F.normalize(ek, dim=1) @ F.normalize(er, dim=1).T, pos)
     return ce / B, l2 / B
 
-def compute_loss(model, images, semantic, instance, generator=None, reduce_counts=None):
+
+def compute_loss(model, images, semantic, instance, generator=None, reduce_counts=None, forward=None):
     """(B, 2, 3, H, W) [0, 1], (B, 2, H, W) int64 trainIds, (B, 2, H, W) int64 ids -> (loss, dict of detached scalars).
 
     Both frames (key, reference) at full weight; masks compared at stride 2 (logits upsampled x4, or x2 at
@@ -510,56 +599,67 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
       hard negatives (w_track_aux). Set losses of the B key (reference) frames are divided by their GT mask count
       (things; things + present stuff), clamped >= 1 after `reduce_counts` (optional, on the (2, 2) counts, e.g. a
       DDP all-reduce mean).
-    `generator` is unused (the loss has no randomness)."""
-    raw = getattr(model, "module", model)  # DDP / torch.compile wrappers -> the VideoKNet
-    raw = getattr(raw, "_orig_mod", raw)
-    cfg = raw.cfg
+    `generator` is unused (the loss has no randomness). `model` is the VideoKNet itself (its cfg and class map are
+    read); `forward` runs the network, default `model`: train.py passes its torch.compile / DDP wrapper of it."""
+    cfg = model.cfg
     if images.dim() != 5 or images.shape[1] != 2 or not semantic.shape == instance.shape == images[:, :, 0].shape:
         raise ValueError(f"compute_loss: expected images (B, 2, 3, H, W) and labels (B, 2, H, W), got "
                          f"{tuple(images.shape)}, {tuple(semantic.shape)}, {tuple(instance.shape)}")
     B, nt, kt, S = images.shape[0], cfg.num_thing_kernels, len(cfg.thing_classes), cfg.num_stages
-    out = model(images)
-    up = lambda t: F.interpolate(t.float(), scale_factor=cfg.mask_stride // 2, mode="bilinear",  # noqa: E731
-                                 align_corners=False)  # stride s -> stride 2, where the targets live
+    out = (model if forward is None else forward)(images)
+
+    def to_stride2(logits):
+        """(2B, M, h, w) logits at the mask stride -> (2B, M, H/2, W/2) float32, where the targets live."""
+        return F.interpolate(logits.float(), scale_factor=cfg.mask_stride // 2, mode="bilinear", align_corners=False)
+
     sem, ins = (t.transpose(0, 1).flatten(0, 1) for t in (semantic, instance))  # (2B, H, W), key frames first
-    tg = [frame_targets(sem[i], ins[i], raw.train_to_model, kt, cfg.num_classes) for i in range(2 * B)]
-    tgt = batch_targets(tg)
-    rpn, seg = up(out["rpn_masks"][:, :nt]), up(out["seg_logits"])
-    masks, cls = [up(m) for m in out["masks"]], [c.float() for c in out["cls"]]
-    on = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]  # matches[s] used by stage s
-    costs = torch.stack([match_cost(m, c, tgt["thing"], tgt["thing_label"], tgt["valid"], cfg.w_cls, cfg.w_bce,
-                                    cfg.w_dice) for m, c in on])  # (S + 1, 2B, Nt, G)
-    rounds, starts = assign(costs, tgt["sizes"])  # all rounds and frames in one host copy, Hungarian per frame
+    targets = [frame_targets(sem[i], ins[i], model.train_to_model, kt, cfg.num_classes) for i in range(2 * B)]
+    batch = batch_targets(targets)
+    rpn = to_stride2(out["rpn_masks"][:, :nt])  # (2B, Nt, H/2, W/2)
+    seg = to_stride2(out["seg_logits"])  # (2B, K, H/2, W/2)
+    masks = [to_stride2(m) for m in out["masks"]]  # S x (2B, N, H/2, W/2)
+    cls = [c.float() for c in out["cls"]]  # S x (2B, N, K)
+    to_match = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]  # matches[s] used by stage s
+    costs = torch.stack([match_cost(m, c, batch["thing"], batch["thing_label"], batch["valid"], cfg.w_cls, cfg.w_bce,
+                                    cfg.w_dice) for m, c in to_match])  # (S + 1, 2B, Nt, G)
+    rounds, starts = assign(costs, batch["sizes"])  # all rounds and frames in one host copy, Hungarian per frame
     matches = torch.as_tensor(np.concatenate(rounds, 1), device=images.device).split([r.shape[1] for r in rounds], 1)
-    frame_match = lambda s, i: matches[s][1:, starts[s][i]:starts[s][i + 1]]  # noqa: E731  round s, frame i: (2, P_i)
+    rpn_pairs = matches[0][1:].split(np.diff(starts[0]).tolist(), 1)  # per frame: (2, P_i) kernel, GT
+    last_pairs = matches[S][1:].split(np.diff(starts[S]).tolist(), 1)  # the same, on the last stage
 
     # set losses: summed per frame, divided by the GT mask count of the B key (or reference) frames
-    n_thing = torch.tensor(tgt["sizes"], dtype=torch.float32, device=images.device)
-    counts = torch.stack([n_thing, n_thing + tgt["stuff_present"].sum(1)], 1)  # (2B, [thing, all])
+    n_thing = torch.tensor(batch["sizes"], dtype=torch.float32, device=images.device)
+    counts = torch.stack([n_thing, n_thing + batch["stuff_present"].sum(1)], 1)  # (2B, [thing, all])
     counts = counts.view(2, B, 2).sum(1)  # (frame, [thing, all])
     counts = (reduce_counts(counts) if reduce_counts else counts).clamp(min=1)
-    normed = lambda v, c: (v.view(2, B).sum(1) / c).sum()  # noqa: E731  (2B,) per-frame sums -> sum of v / count
-    L = dict.fromkeys(("rpn_bce", "rpn_dice", "rank", "seg", "cls", "bce", "dice"), 0.0)
+
+    def normed(v, count):
+        """(2B,) per-frame sums, (2,) key / reference counts -> sum over key, reference of (frames' sum / count)."""
+        return (v.view(2, B).sum(1) / count).sum()
+
+    losses = dict.fromkeys(("rpn_bce", "rpn_dice", "rank", "seg", "cls", "bce", "dice"), 0.0)
     f_idx, k_idx, gt_idx = matches[0]  # the initial kernels' matching
-    bce, dice = mask_losses(rpn[f_idx, k_idx], tgt["thing"][f_idx, gt_idx], tgt["valid"][f_idx])  # (P,) each
-    L["rpn_bce"] = normed(per_frame(bce, f_idx, 2 * B), counts[:, 0])
-    L["rpn_dice"] = normed(per_frame(dice, f_idx, 2 * B), counts[:, 0])
-    present = tgt["stuff_present"].nonzero().T  # (2, Ps): frame, stuff class
+    bce, dice = mask_losses(rpn[f_idx, k_idx], batch["thing"][f_idx, gt_idx], batch["valid"][f_idx])  # (P,) each
+    losses["rpn_bce"] = normed(per_frame(bce, f_idx, 2 * B), counts[:, 0])
+    losses["rpn_dice"] = normed(per_frame(dice, f_idx, 2 * B), counts[:, 0])
+    present = batch["stuff_present"].nonzero().T  # (2, Ps): frame, stuff class
     for s in range(S):
-        for key, v in zip(("cls", "bce", "dice"), stage_losses(masks[s], cls[s], tgt, matches[s], present, nt, kt)):
-            L[key] += normed(v, counts[:, 1])
+        per_stage = stage_losses(masks[s], cls[s], batch, matches[s], present, nt, kt)
+        for key, v in zip(("cls", "bce", "dice"), per_stage):
+            losses[key] += normed(v, counts[:, 1])
     for f in range(2):  # per-pixel CEs, over the labelled pixels of the frame's B images
         fs = slice(f * B, (f + 1) * B)
-        rank = torch.stack([rank_target(tg[i], *frame_match(0, i)) for i in range(fs.start, fs.stop)])
-        L["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / (rank >= 0).sum().clamp(min=1)
-        label = tgt["label"][fs]
+        rank = torch.stack([rank_target(targets[i], *rpn_pairs[i]) for i in range(fs.start, fs.stop)])
+        n_ranked = (rank >= 0).sum().clamp(min=1)
+        losses["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / n_ranked
+        label = batch["label"][fs]
         n_label = (label != 255).sum().clamp(min=1)
-        L["seg"] += F.cross_entropy(seg[fs], label, ignore_index=255, reduction="sum") / n_label
-    L["track"], L["track_aux"] = track_losses(out["embeds"].float(), tg, [frame_match(S, i) for i in range(2 * B)], B)
-    loss = (cfg.w_bce * (L["rpn_bce"] + L["bce"]) + cfg.w_dice * (L["rpn_dice"] + L["dice"]) + cfg.w_cls * L["cls"]
-            + cfg.w_rank * L["rank"] + cfg.w_seg * L["seg"] + cfg.w_track * L["track"]
-            + cfg.w_track_aux * L["track_aux"])
-    return loss, {k: v.detach() for k, v in L.items()}
+        losses["seg"] += F.cross_entropy(seg[fs], label, ignore_index=255, reduction="sum") / n_label
+    losses["track"], losses["track_aux"] = track_losses(out["embeds"].float(), targets, last_pairs, B)
+    loss = (cfg.w_bce * (losses["rpn_bce"] + losses["bce"]) + cfg.w_dice * (losses["rpn_dice"] + losses["dice"])
+            + cfg.w_cls * losses["cls"] + cfg.w_rank * losses["rank"] + cfg.w_seg * losses["seg"]
+            + cfg.w_track * losses["track"] + cfg.w_track_aux * losses["track_aux"])
+    return loss, {k: v.detach() for k, v in losses.items()}
 
 
 # -----------------------------------------------------------------------------
@@ -576,11 +676,12 @@ def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_th
     the order)."""
     nt, kt, dev = num_thing_kernels, num_thing_classes, probs.device
     top_s, top_i = scores[:nt, :kt].flatten().topk(nt)
-    kernel = torch.cat([top_i // kt, torch.arange(nt, len(scores), device=dev)])
+    kernel = torch.cat([top_i // kt, torch.arange(nt, len(scores), device=dev)])  # (Nt + N - Nt,) candidates
     label = torch.cat([top_i % kt, torch.arange(kt, scores.shape[1], device=dev)])
     score = torch.cat([top_s, scores[kernel[nt:], label[nt:]]])
     best = (score[:, None, None] * probs[kernel]).argmax(0)  # (H, W) candidate index
-    area, orig = torch.bincount(best.flatten(), minlength=len(score)), (probs[kernel] >= 0.5).flatten(1).sum(1)
+    area = torch.bincount(best.flatten(), minlength=len(score))  # arg-max pixels per candidate
+    orig = (probs[kernel] >= 0.5).flatten(1).sum(1)  # pixels with prob >= 0.5 per candidate
     keep = (area > 0) & (orig > 0) & (area >= overlap_thr * orig) & ((label >= kt) | (score >= score_thr))
     keep = keep.nonzero().squeeze(1)
     keep = keep[score[keep].argsort(descending=True)]
@@ -588,30 +689,41 @@ def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_th
     rank[keep] = torch.arange(len(keep), device=dev)
     seg = rank[best]  # (H, W), -1 where the arg-max candidate was rejected
     if fill and len(keep):  # those pixels go to their best kept candidate instead of void
-        fill = keep[(score[keep, None, None] * probs[kernel[keep]]).argmax(0)]
-        seg = torch.where(seg < 0, rank[fill], seg)
+        best_kept = keep[(score[keep, None, None] * probs[kernel[keep]]).argmax(0)]  # (H, W) candidate index
+        seg = torch.where(seg < 0, rank[best_kept], seg)
     return seg, kernel[keep], label[keep], score[keep]
+
 
 def box_iou(a, b):
     """(P, 4), (Q, 4) boxes x0 y0 x1 y1 -> (P, Q) IoU."""
-    inter = (torch.min(a[:, None, 2:], b[None, :, 2:]) - torch.max(a[:, None, :2], b[None, :, :2])).clamp(min=0)
-    area_a, area_b = (a[:, 2:] - a[:, :2]).prod(1), (b[:, 2:] - b[:, :2]).prod(1)
-    return inter.prod(2) / (area_a[:, None] + area_b[None] - inter.prod(2)).clamp(min=1e-6)
+    wh = (torch.min(a[:, None, 2:], b[None, :, 2:]) - torch.max(a[:, None, :2], b[None, :, :2])).clamp(min=0)
+    inter = wh.prod(2)  # (P, Q)
+    area_a = (a[:, 2:] - a[:, :2]).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(1)
+    return inter / (area_a[:, None] + area_b[None] - inter).clamp(min=1e-6)
+
 
 def mask_boxes(masks):
     """(M, H, W) bool non-empty masks -> (M, 4) float boxes x0 y0 x1 y1 with exclusive ends."""
-    x, y = masks.any(1).float(), masks.any(2).float()  # (M, W), (M, H); argmax finds the first hit
-    W, H = x.shape[1], y.shape[1]
+    H, W = masks.shape[1:]
+    x = masks.any(1).float()  # (M, W); argmax finds the first hit
+    y = masks.any(2).float()  # (M, H)
     return torch.stack([x.argmax(1), y.argmax(1), W - x.flip(1).argmax(1), H - y.flip(1).argmax(1)], 1).float()
+
 
 class Tracker:
     """QDTrack's bi-softmax tracker with a momentum memory (QuasiDenseEmbedTracker, R50 KITTI-STEP values)."""
 
     def __init__(self, init_score_thr=0.35, obj_score_thr=0.3, match_score_thr=0.5, memo_momentum=0.8,
                  memo_frames=5, nms_conf_thr=0.5, nms_backdrop_iou=0.3, nms_class_iou=0.7):
-        self.init_score_thr, self.obj_score_thr, self.match_score_thr = init_score_thr, obj_score_thr, match_score_thr
-        self.momentum, self.memo_frames, self.nms_conf_thr = memo_momentum, memo_frames, nms_conf_thr
-        self.nms_backdrop_iou, self.nms_class_iou = nms_backdrop_iou, nms_class_iou  # box NMS below / above obj thr
+        self.init_score_thr = init_score_thr
+        self.obj_score_thr = obj_score_thr
+        self.match_score_thr = match_score_thr
+        self.momentum = memo_momentum
+        self.memo_frames = memo_frames
+        self.nms_conf_thr = nms_conf_thr
+        self.nms_backdrop_iou = nms_backdrop_iou  # box NMS IoU below the obj score threshold
+        self.nms_class_iou = nms_class_iou  # and above it
         self.tracks = {}  # id -> (embedding (D,), label, last frame seen)
         self.backdrops = []  # last frame's unmatched detections: [(embedding, label)]
         self.frame = self.next_id = 0
@@ -620,17 +732,20 @@ class Tracker:
     def update(self, boxes, scores, labels, embeds):
         """(M, 4) boxes, (M,) scores, (M,) int64 labels, (M, D) embeddings -> (M,) int64 ids in input order, -1 none."""
         order = scores.detach().float().cpu().argsort(descending=True, stable=True)
-        b, s, l, e = (t.detach().cpu()[order] for t in (boxes.float(), scores.float(), labels, embeds.float()))
+        b, s, lab, e = (t.detach().cpu()[order] for t in (boxes.float(), scores.float(), labels, embeds.float()))
         iou = box_iou(b, b).tril(-1)  # [i, j]: detection j scored higher than i
-        keep = ~(iou > torch.where(s < self.obj_score_thr, self.nms_backdrop_iou, self.nms_class_iou)[:, None]).any(1)
-        order, b, s, l, e, iou = order[keep], b[keep], s[keep], l[keep], e[keep], iou[keep][:, keep]
+        nms_iou = torch.where(s < self.obj_score_thr, self.nms_backdrop_iou, self.nms_class_iou)  # (M,) each's NMS IoU
+        keep = ~(iou > nms_iou[:, None]).any(1)
+        order, b, s, lab, e = (t[keep] for t in (order, b, s, lab, e))
+        iou = iou[keep][:, keep]
         self.kept = order  # input indices of the detections that survive the box NMS, in score order
         ids = torch.full((len(s),), -1, dtype=torch.long)
-        memo = [(k, v[0], v[1]) for k, v in self.tracks.items()] + [(-1, emb, lab) for emb, lab in self.backdrops]
+        memo = [(k, v[0], v[1]) for k, v in self.tracks.items()] + [(-1, emb, lb) for emb, lb in self.backdrops]
         if len(s) and memo:
-            memo_ids, memo_l = torch.tensor([m[0] for m in memo]), torch.tensor([m[2] for m in memo])
+            memo_ids = torch.tensor([m[0] for m in memo])
+            memo_labels = torch.tensor([m[2] for m in memo])
             sim = e @ torch.stack([m[1] for m in memo]).T
-            score = (sim.softmax(1) + sim.softmax(0)) / 2 * (l[:, None] == memo_l[None])  # same class only
+            score = (sim.softmax(1) + sim.softmax(0)) / 2 * (lab[:, None] == memo_labels[None])  # same class only
             for i in range(len(s)):  # greedy, in score order
                 conf, j = score[i].max(0)
                 if conf > self.match_score_thr and memo_ids[j] > -1:
@@ -645,12 +760,13 @@ class Tracker:
         for i in (ids >= 0).nonzero().flatten().tolist():
             old = self.tracks.get(int(ids[i]))
             emb = e[i] if old is None else (1 - self.momentum) * old[0] + self.momentum * e[i]
-            self.tracks[int(ids[i])] = (emb, int(l[i]), self.frame)
+            self.tracks[int(ids[i])] = (emb, int(lab[i]), self.frame)
         back = [i for i in (ids == -1).nonzero().flatten().tolist() if not (iou[i] > self.nms_backdrop_iou).any()]
-        self.backdrops = [(e[i], int(l[i])) for i in back]
+        self.backdrops = [(e[i], int(lab[i])) for i in back]
         self.tracks = {k: v for k, v in self.tracks.items() if self.frame - v[2] < self.memo_frames}
         self.frame += 1
         return torch.full((len(scores),), -1, dtype=torch.long).index_put_((order,), ids.clamp(min=-1))
+
 
 def mask_probabilities(mask_logits, size, H, W, original=False):
     """(N, h, w) mask logits -> (N, H, W) probabilities: upsampled to the padded size, cropped to the frame (H, W).
@@ -669,10 +785,10 @@ def mask_probabilities(mask_logits, size, H, W, original=False):
 def predict_video(model, frames, postprocess="ours"):
     """Iterable of (3, H, W) float [0, 1] -> yields (semantic (H, W) int64 trainIds / 255, instance (H, W) int64).
 
-    Online, one frame at a time (the model is put in eval mode): pad to a multiple of 32 with the mean colour, run
-    the model with the previous frame's kernels to link to, merge, track the thing segments. Void and unassigned
-    pixels are 255 with instance 0; stuff has instance 0; thing instances are track id + 1, consistent over the
-    video, and 0 where the tracker gives no id (low score or suppressed).
+    Online, one frame at a time (the caller sets model.eval(); a torch.compile wrapper is fine): pad to a multiple
+    of 32 with the mean colour, run the model with the previous frame's kernels to link to, merge, track the thing
+    segments. Void and unassigned pixels are 255 with instance 0; stuff has instance 0; thing instances are track
+    id + 1, consistent over the video, and 0 where the tracker gives no id (low score or suppressed).
 
     postprocess="original" reproduces the original's test path where ours deliberately differs (for the authors'
     weights and their reported numbers): (1) mask probabilities as mask_probabilities(original=True); (2) pixels no
@@ -684,17 +800,19 @@ def predict_video(model, frames, postprocess="ours"):
     get none (the original's bookkeeping)."""
     if postprocess not in ("ours", "original"):
         raise ValueError(f"predict_video: postprocess must be 'ours' or 'original', got {postprocess!r}")
+    if model.training:
+        raise ValueError("video_knet.predict_video: the model is in training mode; call model.eval() first")
     original = postprocess == "original"
-    model.eval()
-    raw = getattr(model, "module", model)  # DDP / torch.compile wrappers -> the VideoKNet
-    raw = getattr(raw, "_orig_mod", raw)
-    cfg, kt, prev = raw.cfg, len(raw.cfg.thing_classes), None
+    cfg = model.cfg
+    kt = len(cfg.thing_classes)
     tracker = Tracker(cfg.init_score_thr, cfg.obj_score_thr, cfg.match_score_thr, cfg.memo_momentum)
+    prev = None  # the previous frame's kernels
     for frame in frames:
         if frame.dim() != 3 or frame.shape[0] != 3:
             raise ValueError(f"predict_video: expected frames (3, H, W), got {tuple(frame.shape)}")
         H, W = frame.shape[1:]
-        canvas = F.pad(frame - raw.pixel_mean, (0, -W % 32, 0, -H % 32)) + raw.pixel_mean  # pad: the mean colour
+        pad = (0, -W % SIZE_MULTIPLE, 0, -H % SIZE_MULTIPLE)
+        canvas = F.pad(frame - model.pixel_mean, pad) + model.pixel_mean  # (3, Hp, Wp), padded with the mean colour
         out = model(canvas[None], prev_kernels=prev)
         prev = out["kernels"]
         probs = mask_probabilities(out["masks"][-1][0], canvas.shape[1:], H, W, original)  # (N, H, W)
@@ -717,7 +835,7 @@ def predict_video(model, frames, postprocess="ours"):
         else:
             seg_id[thing] = (ids + 1).to(seg.device)  # no id (-1) -> 0
         unclaimed = torch.tensor([0 if original else 255], device=seg.device)  # the original paints them road
-        seg_cls = torch.cat([raw.model_to_train[label], unclaimed])
+        seg_cls = torch.cat([model.model_to_train[label], unclaimed])
         yield seg_cls[seg], seg_id[seg]  # seg == -1 picks the last entry
 
 
@@ -725,12 +843,22 @@ def predict_video(model, frames, postprocess="ours"):
 # Loading weights
 
 def load_backbone_weights(model, state_dict):
-    """torchvision ResNet-50 state_dict (fc.* ignored) -> loads model.backbone strictly; ValueError on a mismatch."""
-    try:
-        model.backbone.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("fc.")})
-    except RuntimeError as e:  # lists the missing / unexpected keys and the shape mismatches
-        raise ValueError(f"load_backbone_weights: not a torchvision ResNet-50 state_dict matching backbone_width / "
-                         f"backbone_depth: {e}") from None
+    """VideoKNet, torchvision ResNet-50 state_dict -> None; copies every backbone tensor in place (fc.* ignored).
+
+    Any other missing or unexpected key, or a shape mismatch, is a ValueError naming them (e.g. the tiny preset's
+    narrow backbone cannot take ImageNet weights)."""
+    own = model.backbone.state_dict()
+    given = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+    missing = sorted(set(own) - set(given))
+    unexpected = sorted(set(given) - set(own))
+    shapes = [f"{k}: {tuple(given[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in given and given[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"video_knet.load_backbone_weights: not a torchvision ResNet-50 state_dict for this backbone;"
+                         f" missing {missing[:8]} ({len(missing)}), unexpected {unexpected[:8]} ({len(unexpected)}),"
+                         f" wrong shapes {shapes[:8]} ({len(shapes)})")
+    model.backbone.load_state_dict(given)
+
 
 MMDET_RENAMES = [  # (regex, replacement), applied in order to the authors' mmdet key names (reference section 1.7)
     (r"^module\.", ""),
@@ -743,13 +871,16 @@ MMDET_RENAMES = [  # (regex, replacement), applied in order to the authors' mmde
     (r"^track_head\.fc_embed\.", "track_head.4."),
 ]
 
+
 def load_mmdet_checkpoint(model, state_dict):
     """mmdet K-Net / Video K-Net state_dict (or a checkpoint with "state_dict") -> {"loaded": keys, "skipped": keys}.
 
     Renames the authors' keys with MMDET_RENAMES and loads every key whose new name and shape match ours; the rest
     is skipped and listed (e.g. the link / embedding modules, absent from the K-Net Cityscapes-STEP weights, keep
     their initialisation). The class order inside the model (things first) is the original's."""
-    own, new, loaded, skipped = model.state_dict(), {}, [], []
+    own = model.state_dict()
+    new = {}  # our name -> their tensor, for the keys that fit
+    loaded, skipped = [], []  # their key names
     for key, value in state_dict.get("state_dict", state_dict).items():
         name = key
         for pattern, repl in MMDET_RENAMES:

@@ -174,9 +174,10 @@ def git_commit():
 # -----------------------------------------------------------------------------
 # Training step, FLOPs, inference
 
-def train_step(module, model, optimizer, batch, autocast, generator):
+def train_step(module, model, raw, optimizer, batch, autocast, generator):
+    """One training step; `model` is raw or its compiled wrapper (compute_loss reads raw's config, calls model)."""
     with autocast:
-        loss, _ = module.compute_loss(model, *batch, generator=generator)
+        loss, _ = module.compute_loss(raw, *batch, generator=generator, forward=model)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -199,11 +200,11 @@ def time_training(module, model, raw, batch, device, autocast, args):
     raw.train()
     reset_peak_memory(device)
     for _ in range(args.warmup):
-        train_step(module, model, optimizer, batch, autocast, generator)
+        train_step(module, model, raw, optimizer, batch, autocast, generator)
     sync(device)
     t0 = time.perf_counter()
     for _ in range(args.iters):
-        train_step(module, model, optimizer, batch, autocast, generator)
+        train_step(module, model, raw, optimizer, batch, autocast, generator)
     sync(device)
     return (time.perf_counter() - t0) * 1000 / args.iters, peak_memory(device)
 
@@ -294,9 +295,9 @@ def ops_rows(args):
                 finally:
                     count.where = "loss"
 
-            network.cfg, network.module = raw.cfg, raw
             with count:
-                loss, _ = module.compute_loss(network, *batch, generator=torch.Generator().manual_seed(args.seed))
+                loss, _ = module.compute_loss(raw, *batch, generator=torch.Generator().manual_seed(args.seed),
+                                              forward=network)
                 count.where = "backward"
                 loss.backward()
             o = count.ops

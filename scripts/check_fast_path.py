@@ -115,7 +115,7 @@ def train_curve(module, model, raw, batch, autocast, device, lr, steps, seed):
     raw.train()
     for _ in range(steps):
         with autocast:
-            loss, _ = module.compute_loss(model, *batch, generator=generator)
+            loss, _ = module.compute_loss(raw, *batch, generator=generator, forward=model)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
         optimizer.step()
@@ -125,10 +125,11 @@ def train_curve(module, model, raw, batch, autocast, device, lr, steps, seed):
 
 
 class Capture:
-    """Calls `model` and keeps its output dict flattened to {name: tensor}; compute_loss reads cfg through .module."""
+    """Calls `model` and keeps its output dict flattened to {name: tensor} (compute_loss's `forward`)."""
 
-    def __init__(self, model, raw):
-        self.model, self.module, self.out = model, raw, {}
+    def __init__(self, model):
+        self.model = model
+        self.out = {}
 
     def __call__(self, *a, **kw):
         out = self.model(*a, **kw)
@@ -212,9 +213,10 @@ def check(name, preset, args, device):
     losses, outputs = {}, {}
     for key, model, ctx in paths:
         set_precision(key == "compiled")
-        capture = Capture(model, raw)
+        capture = Capture(model)
         with ctx:  # with grad, as in training (no_grad would compile a second graph)
-            loss, _ = module.compute_loss(capture, *batch, generator=torch.Generator(device).manual_seed(args.seed))
+            loss, _ = module.compute_loss(raw, *batch, generator=torch.Generator(device).manual_seed(args.seed),
+                                          forward=capture)
         losses[key], outputs[key] = loss.item(), capture.out
     r["loss eager"], r["loss compiled"] = losses["eager"], losses["compiled"]
     r["loss rel diff"] = abs(losses["compiled"] - losses["eager"]) / abs(losses["eager"])

@@ -19,6 +19,10 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
 def tiny(**over):
     return P.Pix2SeqDConfig(**{**P.PRESETS["tiny"], **over})
 
@@ -58,7 +62,7 @@ def test_shapes_through_encoder_and_decoder():
 
 
 def test_paper_preset_size():
-    n = P.count_parameters(P.Pix2SeqD(P.Pix2SeqDConfig(**P.PRESETS["paper"])))
+    n = count_parameters(P.Pix2SeqD(P.Pix2SeqDConfig(**P.PRESETS["paper"])))
     assert 85e6 < n < 100e6  # reference estimate: ~90M (decoder ~43.6M, encoder ~47M)
 
 
@@ -227,7 +231,7 @@ def test_backbone_keys_are_torchvision():
     assert own == torchvision_resnet50_c4_shapes()
     assert len(own) == 320 - 60 - 2  # resnet50().state_dict() has 320 entries; layer4 holds 60, fc 2
     # Published resnet50 size 25,557,032 minus layer4 (14,964,736) and fc (2,049,000).
-    assert P.count_parameters(backbone) == 25_557_032 - 14_964_736 - 2_049_000
+    assert count_parameters(backbone) == 25_557_032 - 14_964_736 - 2_049_000
     in_model = {k[len("backbone."):] for k in P.Pix2SeqD(tiny()).state_dict() if k.startswith("backbone.")}
     assert in_model == set(P.ResNet50C4(16, (1, 1, 1)).state_dict())
 
@@ -328,7 +332,7 @@ class _CopyStub(torch.nn.Module):
 
 def test_predict_video_feeds_back_its_predictions_and_crops():
     frames = [torch.rand(3, 20, 36) for _ in range(3)]  # padded to 32 x 48 inside
-    out = list(P.predict_video(_CopyStub(tiny()), frames, torch.Generator().manual_seed(0), steps=3))
+    out = list(P.predict_video(_CopyStub(tiny()).eval(), frames, torch.Generator().manual_seed(0), steps=3))
     assert len(out) == 3
     for k, (sem, ins) in enumerate(out):
         assert sem.shape == ins.shape == (20, 36) and sem.dtype == ins.dtype == torch.int64
@@ -353,6 +357,8 @@ def test_predict_video_smoke_real_model():
     out = list(P.predict_video(m, (torch.rand(3, 24, 40) for _ in range(2)), steps=2))
     for sem, ins in out:
         assert sem.shape == (24, 40) and ((sem < 19) | (sem == 255)).all() and (ins[sem == 255] == 0).all()
+    with pytest.raises(ValueError, match="eval"):  # the caller sets eval mode; training mode would drop out
+        next(P.predict_video(m.train(), [torch.rand(3, 24, 40)], steps=2))
 
 
 # ----------------------------------------------------------------------------------------------------------------

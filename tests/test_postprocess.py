@@ -19,6 +19,7 @@ class Scripted(vk.VideoKNet):
     def __init__(self, masks, cls, seg):
         super().__init__(vk.VideoKNetConfig(**dict(vk.PRESETS["tiny"], num_thing_kernels=3)))
         self.scripted = masks, cls, seg
+        self.eval()
 
     def forward(self, images, prev_kernels=None):
         masks, cls, seg = self.scripted
