@@ -50,6 +50,8 @@ RECIPES = {
 # Backbone LR multiplier with pre-trained weights (--backbone_weights / --init_from); from scratch it is 1: Video
 # K-Net's x0.25 protects ImageNet features and would only slow a randomly initialised backbone.
 BACKBONE_LR_MULT = {"pix2seq_d": 1.0, "video_knet": 0.25}
+# An --init_from filling less than this share of the tensors it should is an error without --allow_partial_init.
+MIN_INIT_COVERAGE = 0.95
 
 
 def parse_args(argv=None):
@@ -141,47 +143,133 @@ def lr_at(step, args):
 
 
 # -----------------------------------------------------------------------------
-# Checkpoints and the log: a kill at any moment leaves the previous checkpoint or the new one, and a log that
-# --resume cuts back to that checkpoint's step
+# System: device, processes (torchrun sets RANK), precision
 
-def save_checkpoint(path, ckpt):
-    """Plain-value checkpoint dict -> path: a temp file flushed to disk, then an atomic rename (never partial)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-    os.replace(tmp, path)
-    if hasattr(os, "O_DIRECTORY"):  # and the rename too (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def setup_system(args):
+    """-> (ddp, rank, world, device, autocast). One process per device under torchrun (args.device becomes
+    cuda:LOCAL_RANK there, as printed and saved); bf16 autocast and TF32 on CUDA, eager fp32 on CPU. The same seed
+    on every rank gives the same initial weights."""
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    rank, world = 0, 1
+    if ddp:  # a long rank-0 evaluation must not trip the collective timeout of the waiting ranks
+        backend = "nccl" if args.device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend, timeout=timedelta(hours=2))
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        if args.device.startswith("cuda"):
+            args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            torch.cuda.set_device(args.device)
+    if args.batch_size % world:
+        raise UserError(f"--batch_size {args.batch_size} is not divisible by the {world} processes")
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    torch.manual_seed(args.seed)
+    return ddp, rank, world, device, autocast
 
 
-def truncate_log(path, step):
-    """log.jsonl -> only its lines of steps <= step, rewritten atomically; a line cut short by a kill is dropped."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("step", 0) <= step:
-            keep.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(keep))
-    os.replace(tmp, path)
+def mean_over_ranks(x):
+    """Video K-Net's set-loss normalisers under DDP: the mean mask count over all processes."""
+    x = x.clone()
+    torch.distributed.all_reduce(x)
+    return x / torch.distributed.get_world_size()
+
+
+def will_resume(args, ckpt_path, master):
+    """--resume with a checkpoint in OUT_DIR -> True; without one (a run killed before its first) the run starts at
+    step 0. Rank 0 says which, and that --backbone_weights / --init_from are not loaded over a checkpoint."""
+    resume = args.resume and ckpt_path.exists()
+    if master and args.resume and not resume:
+        print(f"--resume: no checkpoint {ckpt_path} yet, so this run starts at step 0")
+    elif master and resume and (args.backbone_weights or args.init_from):
+        print(f"--resume: the weights come from {ckpt_path}; --backbone_weights / --init_from not loaded")
+    return resume
+
+
+def print_header(args, model, n_clips, device, world, init_lines):
+    """Rank 0, at the start: what the initial weights loaded, then code, torch, device, model, data and every arg."""
+    for line in init_lines:
+        print(line)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"git {git_sha()} | torch {torch.__version__} | device {device} x{world} | {args.model} {args.preset} "
+          f"{n_params / 1e6:.2f}M params | {n_clips} clips | out {args.out_dir}")
+    print("args " + json.dumps(vars(args)))
+
+
+def git_sha():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 # -----------------------------------------------------------------------------
-# Initial weights from a file: one of our checkpoints, the authors' mmdet K-Net / Video K-Net, torchvision ResNet-50
+# Data: the two splits and an endless, resumable stream of training batches
 
-MIN_INIT_COVERAGE = 0.95  # an --init_from filling less of what it should is an error without --allow_partial_init
+def load_splits(args):
+    """-> (train sequences, val sequences: the first --eval_videos of them), checked to be disjoint on KITTI-STEP.
+    Read before any model is built, so a wrong --root fails fast."""
+    train_seqs = data.load_sequences(args.dataset, args.root, "train")
+    eval_seqs = data.load_sequences(args.dataset, args.root, "val")
+    eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
+    both = sorted({s.name for s in train_seqs} & {s.name for s in eval_seqs})
+    if args.dataset == "kitti_step" and both:
+        raise UserError(f"sequences {both} are in both the train and the val split: the scores would not be held out")
+    return train_seqs, eval_seqs
+
+
+def training_clips(args, cfg, train_seqs, pad_value):
+    """-> data.ClipDataset of the model's clips: Pix2Seq-D 1 + num_cond_frames consecutive frames, Video K-Net a
+    (key, reference) pair; cropped, scale-jittered and padded with the model's pad value."""
+    if args.model == "pix2seq_d":
+        clips = data.ClipDataset(train_seqs, "consecutive", 1 + cfg.num_cond_frames, args.crop, args.scale, pad_value)
+    else:
+        clips = data.ClipDataset(train_seqs, "pair", 2, args.crop, args.scale, pad_value)
+    if len(clips) < args.batch_size:
+        raise UserError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
+    return clips
+
+
+def default_workers(args, cuda):
+    """--num_workers, or on CUDA the CPUs of this process's share of the node with one left for it; 0 on CPU."""
+    if args.num_workers is not None:
+        return args.num_workers
+    if not cuda:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return min(8, max(1, per_process - 1))
+
+
+def batch_stream(clips, args, step, rank, world, num_workers, pin_memory):
+    """Endless batches of this rank from `step` on. Epoch e is a fixed permutation (seed + e) and clip i of it is
+    augmented with the seed [seed, e, i], so a resumed run sees exactly the clips it would have seen."""
+    steps_per_epoch = len(clips) // args.batch_size
+    epoch, skip = divmod(step, steps_per_epoch)
+    while True:
+        order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(args.seed + epoch))
+        order = order[: steps_per_epoch * args.batch_size].view(steps_per_epoch, world, -1)[skip:, rank]
+        sampler = [[(i, [args.seed, epoch, i]) for i in b] for b in order.tolist()]
+        yield from torch.utils.data.DataLoader(clips, batch_sampler=sampler, num_workers=num_workers,
+                                               pin_memory=pin_memory)
+        epoch, skip = epoch + 1, 0
+
+
+# -----------------------------------------------------------------------------
+# Model and optimiser: config, initial weights from a file (one of our checkpoints, the authors' mmdet K-Net /
+# Video K-Net, torchvision ResNet-50), frozen stem, AdamW, EMA
+
+def model_config(args, module):
+    """-> config dict of the model: its preset, the dataset's classes (data.py) and the Pix2Seq-D flags."""
+    # the dataset's label space; thing_classes changes Pix2Seq-D only (ids kept on person / car at inference)
+    config = dict(module.PRESETS[args.preset], num_classes=data.NUM_CLASSES, thing_classes=data.THING_CLASSES)
+    if args.model == "pix2seq_d":
+        config.update({k: getattr(args, k) for k in ("cond", "num_cond_frames") if getattr(args, k) is not None})
+        if args.dataset == "cityscapes":
+            config["frame_dropout"] = 1.0  # single images: an image model (all-void history), as the paper's stage 1
+    return config
+
+
 # Video K-Net's link, embedding and track modules: not in the authors' K-Net *image* (Cityscapes-STEP) checkpoint,
 # so importing one fills every other tensor and leaves these at init; coverage is then counted on the others.
 VIDEO_ONLY = re.compile(r"^(stages\.\d+\.(attention_previous|link_ffn)|embed_fcs|fc_embed|track_head)[._]")
@@ -277,103 +365,6 @@ def load_backbone(model, module, path):
     return f"backbone weights from {path}: loaded {n} of {total} tensors (the backbone); left at init: {total - n}"
 
 
-def git_sha():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-# -----------------------------------------------------------------------------
-# System: device, processes (torchrun sets RANK), precision
-
-def setup_system(args):
-    """-> (ddp, rank, world, device, autocast). One process per device under torchrun; bf16 autocast and TF32 on
-    CUDA, eager fp32 on CPU. The same seed on every rank gives the same initial weights."""
-    ddp = int(os.environ.get("RANK", -1)) != -1
-    rank, world = 0, 1
-    if ddp:  # a long rank-0 evaluation must not trip the collective timeout of the waiting ranks
-        backend = "nccl" if args.device.startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend, timeout=timedelta(hours=2))
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        if args.device.startswith("cuda"):
-            args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-            torch.cuda.set_device(args.device)
-    if args.batch_size % world:
-        raise UserError(f"--batch_size {args.batch_size} is not divisible by the {world} processes")
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    torch.manual_seed(args.seed)
-    return ddp, rank, world, device, autocast
-
-
-# -----------------------------------------------------------------------------
-# Data: the two splits and an endless, resumable stream of training batches
-
-def load_splits(args):
-    """-> (train sequences, val sequences), checked to be disjoint on KITTI-STEP. Read before any model is built,
-    so a wrong --root fails fast."""
-    train_seqs = data.load_sequences(args.dataset, args.root, "train")
-    eval_seqs = data.load_sequences(args.dataset, args.root, "val")
-    eval_seqs = eval_seqs[: args.eval_videos] if args.eval_videos > 0 else eval_seqs
-    both = sorted({s.name for s in train_seqs} & {s.name for s in eval_seqs})
-    if args.dataset == "kitti_step" and both:
-        raise UserError(f"sequences {both} are in both the train and the val split: the scores would not be held out")
-    return train_seqs, eval_seqs
-
-
-def training_clips(args, cfg, train_seqs, pad_value):
-    """-> data.ClipDataset of the model's clips: Pix2Seq-D 1 + num_cond_frames consecutive frames, Video K-Net a
-    (key, reference) pair; cropped, scale-jittered and padded with the model's pad value."""
-    if args.model == "pix2seq_d":
-        clips = data.ClipDataset(train_seqs, "consecutive", 1 + cfg.num_cond_frames, args.crop, args.scale, pad_value)
-    else:
-        clips = data.ClipDataset(train_seqs, "pair", 2, args.crop, args.scale, pad_value)
-    if len(clips) < args.batch_size:
-        raise UserError(f"{len(clips)} training clips are fewer than --batch_size {args.batch_size}")
-    return clips
-
-
-def default_workers(args, cuda):
-    """--num_workers, or on CUDA the CPUs of this process's share of the node with one left for it; 0 on CPU."""
-    if args.num_workers is not None:
-        return args.num_workers
-    if not cuda:
-        return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_process = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return min(8, max(1, per_process - 1))
-
-
-def batch_stream(clips, args, step, rank, world, num_workers, pin_memory):
-    """Endless batches of this rank from `step` on. Epoch e is a fixed permutation (seed + e) and clip i of it is
-    augmented with the seed [seed, e, i], so a resumed run sees exactly the clips it would have seen."""
-    steps_per_epoch = len(clips) // args.batch_size
-    epoch, skip = divmod(step, steps_per_epoch)
-    while True:
-        order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(args.seed + epoch))
-        order = order[: steps_per_epoch * args.batch_size].view(steps_per_epoch, world, -1)[skip:, rank]
-        sampler = [[(i, [args.seed, epoch, i]) for i in b] for b in order.tolist()]
-        yield from torch.utils.data.DataLoader(clips, batch_sampler=sampler, num_workers=num_workers,
-                                               pin_memory=pin_memory)
-        epoch, skip = epoch + 1, 0
-
-
-# -----------------------------------------------------------------------------
-# Model, optimiser, EMA
-
-def model_config(args, module):
-    """-> config dict of the model: its preset, the dataset's classes (data.py) and the Pix2Seq-D flags."""
-    config = dict(module.PRESETS[args.preset], num_classes=data.NUM_CLASSES, thing_classes=data.THING_CLASSES)
-    if args.model == "pix2seq_d":  # thing_classes: ids only on person / car at inference
-        config.update({k: getattr(args, k) for k in ("cond", "num_cond_frames") if getattr(args, k) is not None})
-        if args.dataset == "cityscapes":
-            config["frame_dropout"] = 1.0  # single images: an image model (all-void history), as the paper's stage 1
-    return config
-
-
 def load_initial_weights(model, module, args):
     """--backbone_weights, then --init_from, into the model -> one summary line each (loaded, skipped, left)."""
     lines = [load_backbone(model, module, args.backbone_weights)] if args.backbone_weights else []
@@ -414,17 +405,129 @@ def set_train_mode(model, freeze_bn):
                 m.eval()
 
 
-@torch.no_grad()
-def update_ema(ema_model, model, decay):
-    """ema <- ema + (1 - decay) (model - ema) on floating tensors (weights, BatchNorm statistics); integer buffers
-    (BatchNorm's step counter) are copied. state_dict tensors share storage with the modules."""
-    pairs = list(zip(ema_model.state_dict().values(), model.state_dict().values()))
-    floats = [(e, m) for e, m in pairs if e.is_floating_point()]
-    torch._foreach_lerp_([e for e, _ in floats], [m for _, m in floats], 1 - decay)
-    for e, m in pairs:
-        if not e.is_floating_point():
+class EMA:
+    """The evaluated copy of the model: ema <- ema + (1 - decay) (model - ema) after each step on floating tensors
+    (weights, BatchNorm statistics), integer buffers (BatchNorm's step counter) copied. decay warms up as
+    min(decay, (1 + step) / (10 + step))."""
+
+    def __init__(self, model, decay):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        # state_dict tensors share storage with the modules (and survive load_state_dict): pair them once
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        self.ema_floats = [e for e, _ in pairs if e.is_floating_point()]
+        self.model_floats = [m for e, m in pairs if e.is_floating_point()]
+        self.ints = [(e, m) for e, m in pairs if not e.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, step):
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.ema_floats, self.model_floats, 1 - decay)
+        for e, m in self.ints:
             e.copy_(m)
 
+
+# -----------------------------------------------------------------------------
+# Checkpoints and the log: a kill at any moment leaves the previous checkpoint or the new one, and a log that
+# --resume cuts back to that checkpoint's step
+
+def save_checkpoint(path, ckpt):
+    """Plain-value checkpoint dict -> path: a temp file flushed to disk, then an atomic rename (never partial)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+    os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # and the rename too (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def truncate_log(path, step):
+    """log.jsonl -> only its lines of steps <= step, rewritten atomically; a line cut short by a kill is dropped."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            keep.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+
+
+def restore_checkpoint(ckpt_path, args, cfg, model, ema, optimizer, generator, rank, world):
+    """--resume: the weights, EMA, optimiser and (same world size) this rank's noise generator from ckpt_path ->
+    (step, best STQ). UserError when the checkpoint belongs to another model or config."""
+    ckpt = read_checkpoint(ckpt_path, "--resume")
+    if ckpt["args"]["model"] != args.model:
+        raise UserError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}: pass "
+                        f"--model {ckpt['args']['model']} or another --out_dir")
+    try:
+        model.load_state_dict(ckpt["model"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.model.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:  # another --preset, --cond, --freeze_bn, ...
+        def plain(v):
+            return list(v) if isinstance(v, tuple) else v
+
+        diff = [f"{k} {plain(ckpt['config'].get(k))} there, {plain(v)} here" for k, v in asdict(cfg).items()
+                if plain(ckpt["config"].get(k)) != plain(v)]
+        why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
+                        "that wrote it, or use another --out_dir") from None
+    saved_world = ckpt["args"].get("world", 1)
+    if ckpt.get("generator") is not None and world == saved_world:
+        generator.set_state(ckpt["generator"][rank])
+    elif rank == 0:
+        print(f"--resume: {ckpt_path} was written by {saved_world} processes, this run has {world}: the data order "
+              "continues, the noise streams start afresh")
+    return ckpt["step"], ckpt["best"]
+
+
+def generator_states(generator, ddp, world):
+    """-> every rank's noise-generator state (a collective under DDP), so a resumed run continues each stream."""
+    if not ddp:
+        return [generator.get_state()]
+    states = [torch.empty_like(generator.get_state()) for _ in range(world)]
+    torch.distributed.all_gather_object(states, generator.get_state())
+    return states
+
+
+def evaluate_and_log(args, step, model, eval_seqs, device, autocast, log):
+    """Rank 0: the model, put in eval mode, scored on the held-out videos; one printed line and one log.jsonl line
+    (flushed: a checkpoint written next keeps it on --resume) -> STQ (-1 if undefined). Pix2Seq-D samples with a
+    fixed seed, so two evaluations of the same weights agree."""
+    kw = dict(generator=torch.Generator(device).manual_seed(args.seed)) if args.model == "pix2seq_d" else {}
+    result = evaluate(model.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
+    tqdm.write(f"eval step {step} | {format_scores(result)}")
+    scores = {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}
+    log.write(json.dumps({"step": step, "eval": scores}, default=float) + "\n")
+    log.flush()
+    return -1.0 if math.isnan(result["STQ"]) else result["STQ"]
+
+
+def training_state(args, cfg, step, best, model, ema, optimizer, generator_states, world):
+    """-> the checkpoint dict, plain values only: weights, EMA, optimiser, config, every rank's noise generator,
+    args (+ world size), step and best STQ so far (only this latest checkpoint is kept)."""
+    return {"model": model.state_dict(), "ema": ema.model.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(), "config": asdict(cfg), "generator": generator_states,
+            "args": {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}, "world": world},
+            "step": step, "best": best}
+
+
+# -----------------------------------------------------------------------------
+# Loop helpers: running means for the log, skipped steps, the end-of-run DDP check
 
 class Meter:
     """Running means of the logged scalars (tensors: no host sync until read) and the wall time per step."""
@@ -439,6 +542,10 @@ class Meter:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v.detach().float()
         self.n += 1
+
+    def exclude(self, seconds):
+        """Leave `seconds` (an evaluation) out of the time per step."""
+        self.t0 += seconds
 
     def read(self):
         """-> ({name: mean}, ms per step) since the last reset; the host sync of the logged steps."""
@@ -469,83 +576,24 @@ class BufferSnapshot:
             torch._foreach_copy_(self.buffers, self.saved)
 
 
-def skip_step(optimizer, snapshot, loss, gnorm, step, rank, bad):
-    """A non-finite loss or gradient norm: drop the gradients and the step's BatchNorm updates -> steps skipped in a
-    row (bad); RuntimeError at 10. Under DDP the gradients are averaged before the norm, so all ranks skip alike."""
+def skip_step(optimizer, snapshot, loss, gnorm, step, rank, in_a_row):
+    """A non-finite loss or gradient norm: drop the gradients and the step's BatchNorm updates; RuntimeError after
+    10 in a row. Under DDP the gradients are averaged before the norm, so all ranks skip alike."""
     optimizer.zero_grad(set_to_none=True)
     snapshot.restore()
     tqdm.write(f"step {step}: non-finite loss or gradient (loss {loss.item()}, grad norm {gnorm.item()} on rank "
-               f"{rank}), step skipped ({bad} in a row)")
-    if bad >= 10:
-        raise RuntimeError(f"{bad} non-finite steps in a row at step {step}; last checkpoint is kept")
-    return bad
+               f"{rank}), step skipped ({in_a_row} in a row)")
+    if in_a_row >= 10:
+        raise RuntimeError(f"{in_a_row} non-finite steps in a row at step {step}; last checkpoint is kept")
 
 
-# -----------------------------------------------------------------------------
-# Checkpoint state, evaluation, the end-of-run DDP check
-
-def restore(ckpt_path, args, cfg, model, ema_model, optimizer, generator, rank, world):
-    """--resume: the weights, EMA, optimiser and (same world size) this rank's noise generator from ckpt_path ->
-    (step, best STQ). UserError when the checkpoint belongs to another model or config."""
-    ckpt = read_checkpoint(ckpt_path, "--resume")
-    if ckpt["args"]["model"] != args.model:
-        raise UserError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}: pass "
-                        f"--model {ckpt['args']['model']} or another --out_dir")
-    try:
-        model.load_state_dict(ckpt["model"])
-        if ema_model is not None and ckpt.get("ema") is not None:
-            ema_model.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:  # another --preset, --cond, --freeze_bn, ...
-        def plain(v):
-            return list(v) if isinstance(v, tuple) else v
-
-        diff = [f"{k} {plain(ckpt['config'].get(k))} there, {plain(v)} here" for k, v in asdict(cfg).items()
-                if plain(ckpt["config"].get(k)) != plain(v)]
-        why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
-                        "that wrote it, or use another --out_dir") from None
-    if ckpt.get("generator") is not None and world == ckpt["args"].get("world", 1):
-        generator.set_state(ckpt["generator"][rank])
-    return ckpt["step"], ckpt["best"]
-
-
-def generator_states(generator, ddp, world):
-    """-> every rank's noise-generator state (a collective under DDP), so a resumed run continues each stream."""
-    if not ddp:
-        return [generator.get_state()]
-    states = [torch.empty_like(generator.get_state()) for _ in range(world)]
-    torch.distributed.all_gather_object(states, generator.get_state())
-    return states
-
-
-def evaluate_and_save(args, cfg, step, best, model, ema_model, optimizer, states, eval_seqs, device, autocast, log,
-                      ckpt_path):
-    """Rank 0: score the EMA (else raw) weights on the held-out videos, log it, write the checkpoint -> best STQ."""
-    net = ema_model if ema_model is not None else model
-    kw = dict(generator=torch.Generator(device).manual_seed(args.seed)) if args.model == "pix2seq_d" else {}
-    result = evaluate(net.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
-    set_train_mode(model, args.freeze_bn)
-    print(f"eval step {step} | {format_scores(result)}")
-    best = max(best, -1.0 if math.isnan(result["STQ"]) else result["STQ"])
-    scores = {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}
-    log.write(json.dumps({"step": step, "eval": scores}, default=float) + "\n")
-    save_checkpoint(ckpt_path, {
-        "model": model.state_dict(), "ema": ema_model.state_dict() if ema_model is not None else None,
-        "optimizer": optimizer.state_dict(), "config": asdict(cfg), "generator": states,
-        "args": {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
-                 "world": len(states)},  # one generator state per rank
-        "step": step, "best": best})
-    return best
-
-
-def check_replicas(model, ema_model, world, device, master):
+def check_replicas(model, ema, world, device, master):
     """End of a DDP run: the largest difference from rank 0 of the weights, buffers and EMA, printed by rank 0.
     Training-mode BatchNorm statistics differ by each rank's last batch (DDP broadcasts rank 0's at each forward;
     rank 0 saves)."""
     groups = {"parameters": list(model.parameters()), "buffers": list(model.buffers()),
-              "EMA parameters": list(ema_model.parameters()) if ema_model is not None else [],
-              "EMA buffers": list(ema_model.buffers()) if ema_model is not None else []}
+              "EMA parameters": list(ema.model.parameters()) if ema is not None else [],
+              "EMA buffers": list(ema.model.buffers()) if ema is not None else []}
     diff = torch.zeros(len(groups), device=device)
     for i, tensors in enumerate(groups.values()):
         for t in (t.detach() for t in tensors if t.numel()):
@@ -558,13 +606,6 @@ def check_replicas(model, ema_model, world, device, master):
               + ", ".join(f"{k} {v:.3g}" for k, v in zip(groups, diff.tolist())))
 
 
-def mean_over_ranks(x):
-    """Video K-Net's set-loss normalisers under DDP: the mean mask count over all processes."""
-    x = x.clone()
-    torch.distributed.all_reduce(x)
-    return x / torch.distributed.get_world_size()
-
-
 # -----------------------------------------------------------------------------
 # The run
 
@@ -573,30 +614,28 @@ def main(args):
     master, cuda = rank == 0, device.type == "cuda"
     out_dir = Path(args.out_dir)
     ckpt_path = out_dir / "ckpt.pt"
-    resume = args.resume and ckpt_path.exists()
-    if master and args.resume and not resume:
-        print(f"--resume: no checkpoint {ckpt_path} yet, so this run starts at step 0")
-    elif master and resume and (args.backbone_weights or args.init_from):
-        print(f"--resume: the weights come from {ckpt_path}; --backbone_weights / --init_from not loaded")
+    resume = will_resume(args, ckpt_path, master)
     train_seqs, eval_seqs = load_splits(args)
 
-    # the model: raw (saved, evaluated), its EMA, and the compiled / DDP wrapper that trains it
+    # the model: raw (trained in place, saved), its EMA (evaluated), and `forward`, the compiled / DDP wrapper that
+    # runs it in training
     module = MODELS[args.model]
     raw_model, cfg = build_model(args.model, model_config(args, module))
     init_lines = load_initial_weights(raw_model, module, args) if not resume else []
     if args.freeze_bn:
         freeze_stem(raw_model)
     raw_model.to(device)
-    ema_model = copy.deepcopy(raw_model).eval().requires_grad_(False) if args.ema > 0 else None
+    ema = EMA(raw_model, args.ema) if args.ema > 0 else None
     optimizer = make_optimizer(raw_model, args, fused=cuda)
-    model = torch.compile(raw_model) if cuda and args.compile else raw_model
+    forward = torch.compile(raw_model) if cuda and args.compile else raw_model
     if ddp:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if cuda else None)
     loss_kw = dict(reduce_counts=mean_over_ranks) if ddp and args.model == "video_knet" else {}
     generator = torch.Generator(device).manual_seed(args.seed * 1000 + rank)  # noise, t, dropout, permutations
     step, best = 0, -1.0
     if resume:
-        step, best = restore(ckpt_path, args, cfg, raw_model, ema_model, optimizer, generator, rank, world)
+        step, best = restore_checkpoint(ckpt_path, args, cfg, raw_model, ema, optimizer, generator, rank, world)
+    start_step = step
 
     clips = training_clips(args, cfg, train_seqs, module.PAD_VALUE)
     batches = batch_stream(clips, args, step, rank, world, default_workers(args, cuda), pin_memory=cuda)
@@ -604,16 +643,13 @@ def main(args):
     if master and args.resume:  # drop log lines of steps the checkpoint never saw (all of them without one)
         truncate_log(out_dir / "log.jsonl", step)
     if master:
-        n_params = sum(p.numel() for p in raw_model.parameters())
-        for line in init_lines:
-            print(line)
-        print(f"git {git_sha()} | torch {torch.__version__} | device {device} x{world} | {args.model} {args.preset} "
-              f"{n_params / 1e6:.2f}M params | {len(clips)} clips")
-        print("args " + json.dumps(vars(args)))
-    log = open(out_dir / "log.jsonl", "a") if master else None
+        print_header(args, raw_model, len(clips), device, world, init_lines)
+        if resume:
+            print(f"resumed from {ckpt_path} at step {step} of {args.max_iters} (best STQ so far {best:.4f})")
 
-    # the loop: one optimiser step per batch
-    snapshot, meter, bad = BufferSnapshot(raw_model), Meter(), 0
+    # the loop: one optimiser step per batch, evaluation + checkpoint every --eval_interval steps
+    log = open(out_dir / "log.jsonl", "a") if master else None
+    snapshot, meter, skipped = BufferSnapshot(raw_model), Meter(), 0
     set_train_mode(raw_model, args.freeze_bn)
     bar = tqdm(total=args.max_iters, initial=step, desc="train", unit="step", disable=not master, dynamic_ncols=True)
     while step < args.max_iters:
@@ -623,17 +659,18 @@ def main(args):
         snapshot.take()
         with autocast:
             loss, logs = module.compute_loss(raw_model, batch["image"], batch["semantic"], batch["instance"],
-                                             generator=generator, forward=model, **loss_kw)
+                                             generator=generator, forward=forward, **loss_kw)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
         if not torch.isfinite(gnorm):
-            bad = skip_step(optimizer, snapshot, loss, gnorm, step, rank, bad + 1)
+            skipped += 1
+            skip_step(optimizer, snapshot, loss, gnorm, step, rank, skipped)
             continue
-        bad = 0
+        skipped = 0
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ema_model is not None:
-            update_ema(ema_model, raw_model, decay=min(args.ema, (1 + step) / (10 + step)))  # short warm-up
+        if ema is not None:
+            ema.update(step)
         step += 1
         bar.update()
         meter.add({"loss": loss, "grad_norm": gnorm, **logs})
@@ -642,16 +679,24 @@ def main(args):
                 write_log(log, step, lr, *meter.read())
             meter.reset()
         if step % args.eval_interval == 0 or step == args.max_iters:
+            t_eval = time.time()
             states = generator_states(generator, ddp, world)
             if master:
-                best = evaluate_and_save(args, cfg, step, best, raw_model, ema_model, optimizer, states, eval_seqs,
-                                         device, autocast, log, ckpt_path)
+                stq = evaluate_and_log(args, step, ema.model if ema else raw_model, eval_seqs, device, autocast, log)
+                set_train_mode(raw_model, args.freeze_bn)
+                best = max(best, stq)
+                state = training_state(args, cfg, step, best, raw_model, ema, optimizer, states, world)
+                save_checkpoint(ckpt_path, state)
             if ddp:
                 torch.distributed.barrier()
-            meter.t0 = time.time()  # the evaluation's time is not a training step's
+            meter.exclude(time.time() - t_eval)
     bar.close()
+    if master:
+        log.close()
+        left = " (nothing was left to train)" if step == start_step else ""
+        print(f"done: step {step} of {args.max_iters}{left} | best STQ {best:.4f} | {ckpt_path} | {log.name}")
     if ddp:
-        check_replicas(raw_model, ema_model, world, device, master)
+        check_replicas(raw_model, ema, world, device, master)
         torch.distributed.barrier()  # no rank tears the group down while another still talks to it
         torch.distributed.destroy_process_group()
     return ckpt_path
