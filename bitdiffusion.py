@@ -22,7 +22,7 @@ Differences from the official code:
     does that itself when not training).
   - Training-time self-conditioning picks a random floor(rate * B) subset with `generator` (official: the
     first floor(rate * B) examples of an already shuffled batch, which is the same distribution).
-  - Only what Pix2Seq-D uses: DDIM (no DDPM), the simple cosine schedule (no sigmoid / log / linear ones), x0
+  - Only DDIM (no DDPM), the simple cosine schedule (no sigmoid / log / linear ones), x0
     prediction with softmax-CE or L2 (no sigmoid-CE, eps or v), no guidance, no latent self-conditioning.
   - The per-pixel loss weight is taken as given; its normalisation (mean 1 per image, official
     get_normalized_weight) belongs to the caller.
@@ -232,7 +232,7 @@ def ddim_sample(denoise, shape, *, steps=20, td=1.0, b=0.1, n_bits=8, objective=
 
     Bit Diffusion Alg. 2 / official Scheduler.generate with DDIM: start from x ~ N(0, I) (drawn with `generator`
     on `device`, default the generator's device or CPU); for each (t_now, t_next) of sample_times(steps, td):
-      x0_hat = clip(to_x0(denoise(x, gamma(t_now), self_cond_x0)), -b, b),
+      x0_hat = clip(logits_to_x0(denoise(x, gamma(t_now), self_cond_x0)), -b, b),
       x = ddim_step(x, x0_hat, gamma(t_now), gamma(t_next)).
     denoise(x_t (B, C, H, W), gamma (B,), self_cond_x0 (B, C, H, W) | None) returns logits (B, G*2^n_bits, H, W)
     for objective 'softmax' (x0 = softmax-expected bits, see logits_to_x0) or x0 itself (B, C, H, W) for 'l2'.

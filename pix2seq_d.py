@@ -8,7 +8,7 @@ tasks/video_panoptic_segmentation.py, metrics/vps_metrics.py). The diffusion cor
 
 Pipeline for one frame (image size H x W, mask size h x w = H/2 x W/2):
   encoder   image -> ResNet-50 stem + layer1-3 (C2 s4, C3 s8, C4 s16) -> 1x1 to D + 2-D sin-cos positions ->
-            pre-LN transformer -> tokens (B, H/16*W/16, D); top-down merge of tokens, C3, C2 -> (B, F, h, w).
+            pre-LN transformer -> tokens (B, H/16*W/16, D); top-down merge of tokens, C3, C2 -> (B, 2*dec_dim, h, w).
   condition previous masks (t-2, t-1) as clean +-b bits and the frame difference I_t - I_{t-1} averaged to h x w.
   decoder   TransUNet on [x_t, fused features, condition]: GroupNorm res blocks with FiLM from gamma, a
             transformer at h/8 x w/8 cross-attending to the tokens, out 2 x 2^n logits (class group, id group).
@@ -18,17 +18,18 @@ Differences from the paper / official code:
   - Conditioning (`cond`): this project adds the frame difference I_t - I_{t-1} (raw, 2x2 average-pooled to mask
     size, 3 channels, no extra conv: the decoder's 1x1 conv_in and 3x3 res blocks see it) and defaults to one
     conditioning frame (official: masks of t-2 and t-1, no image difference). A dropped conditioning frame
-    (frame dropout) is all void with a zero difference, which is also what frame 0 of a video sees.
-    Measured on the synthetic videos (README, "Does the frame difference help?", 3 seeds per condition): the
-    previous mask helps (AQ +0.08 over 'none' at 2400 tiny steps), the difference shows no measurable effect.
+    (frame dropout) is all void, and a dropped t-1 also zeroes the difference, which is what frame 0 of a video
+    sees. Measured on the synthetic videos (README, "Does the frame difference help?", 3 seeds per condition, with
+    the older bit decoding): the previous mask helps (AQ +0.08 over 'none' at 2400 tiny steps), the difference
+    shows no measurable effect.
   - normalize_input=True: ImageNet mean/std normalisation before the ResNet, to match torchvision weights
     (official: raw [0, 1] inputs). Padding still uses 0.3 in [0, 1] units, as the official code.
   - Plain BatchNorm (official: synchronised BN); no drop-path in the encoder (official 0.1); PyTorch default
     initialisation except torchvision's ResNet init and 1e-3-scaled last convs (official: VarianceScaling,
     ~0 for the last conv of each res block and the output conv).
-  - Instance ids are compacted per clip (to 1..n in order) before the shared random permutation of 1..n
-    (official 'shuffle' permutes 1..max id); a clip with more than max_instances - 1 ids is an error. Instance
-    ids on void pixels are set to 0 in the target.
+  - Instance ids are compacted per clip (to 1..n in order) before the shared random permutation of 1..n, or of
+    1..max(n, id_range) (official 'shuffle' permutes 1..max id); a clip with more than max_instances - 1 ids is an
+    error. Instance ids on void pixels are set to 0 in the target.
   - Inference decodes the class and id of a pixel as the arg-max of the last step's logits over real classes
     and ids (decode_logits: never void), not the bits of the last x0 estimate (official), where an uncertain pixel
     may come out void or as a class id above K; predicted void on labelled pixels costs STQ an IoU-0 class.
@@ -39,7 +40,8 @@ Differences from the paper / official code:
     the fused map has 2 * dec_dim channels (256 in the paper); one res block per level down, two up (paper).
   - gamma is embedded as sinusoid(gamma * 1e4) (TransUNet default time_scaling; the panoptic configs do not set it).
 
-Shape letters: B batch, T frames, C channels, H W image, h w mask (= H/2, W/2), N tokens, K classes, D width.
+Shape letters: B batch, T frames (T = 1 + Tc conditioning frames), C channels, H W image, h w mask (= H/2, W/2),
+N tokens, K classes, D width.
 Diffusion time t in [0, 1]; gamma(t) the signal variance; b the bit scale.
 """
 import math
@@ -138,13 +140,10 @@ def condition_input(cond_maps, diff, cond, n_bits, b):
 
     C = Tc * 2 * n_bits for 'mask' (clean +-b bits, frame-major: frame j's bits at j * 2 * n_bits), plus the 3
     difference channels for 'mask+diff', and 0 for 'none'. An all-zero map (void) encodes to all -b."""
-    B, _, _, h, w = cond_maps.shape
-    parts = [cond_maps.new_zeros(B, 0, h, w).float()]
-    if cond in ("mask", "mask+diff"):
-        parts.append(bd.encode(cond_maps.flatten(1, 2), n_bits, b))  # (B, Tc*2*n_bits, h, w)
-    if cond == "mask+diff":
-        parts.append(diff.float())
-    return torch.cat(parts, 1)
+    if cond == "none":
+        return diff.new_zeros(diff.shape[0], 0, *diff.shape[2:]).float()
+    bits = bd.encode(cond_maps.flatten(1, 2), n_bits, b)  # (B, Tc*2*n_bits, h, w)
+    return torch.cat([bits, diff.float()], 1) if cond == "mask+diff" else bits
 
 
 def permute_ids(instance, max_instances, generator=None, id_range=0):
@@ -303,8 +302,8 @@ class Block(nn.Module):
 
 
 class UpMerge(nn.Module):
-    """Official UpsampleBlock: 1x1 conv + GN + SiLU on the low-res map, nearest x2, add the high-res map (if any),
-    3x3 conv + GN + SiLU. (B, C_lo, h, w), (B, C_hi, 2h, 2w) | None -> (B, out, 2h, 2w)."""
+    """(B, C_lo, h, w), (B, C_hi, 2h, 2w) | None -> (B, out, 2h, 2w). Official UpsampleBlock: 1x1 conv + GN + SiLU
+    on the low-res map, nearest x2, add the high-res map (if any), 3x3 conv + GN + SiLU."""
 
     def __init__(self, lo, hi, out):
         super().__init__()
@@ -315,7 +314,7 @@ class UpMerge(nn.Module):
         self.gn2 = _gn(out)
 
     def forward(self, lo, hi=None):
-        x = F.interpolate(F.silu(self.gn1(self.conv1(lo))), scale_factor=2.0, mode="nearest")  # (B, C_hi, 2h, 2w)
+        x = F.interpolate(F.silu(self.gn1(self.conv1(lo))), scale_factor=2.0, mode="nearest")  # (B, mid, 2h, 2w)
         return F.silu(self.gn2(self.conv2(x if hi is None else x + hi)))  # (B, out, 2h, 2w)
 
 
@@ -323,7 +322,9 @@ class UpMerge(nn.Module):
 # Decoder: TransUNet with FiLM from gamma and a cross-attending bottleneck transformer
 
 class ResBlock(nn.Module):
-    """GN, SiLU, conv3x3, GN, FiLM(emb), SiLU, conv3x3, (x + skip) / sqrt 2. (B, Ci, h, w), (B, E) -> (B, Co, h, w)."""
+    """(B, Ci, h, w), (B, E) -> (B, Co, h, w).
+
+    y = GN, SiLU, conv3x3, GN, FiLM(emb), SiLU, conv3x3 of x; out = (y + skip(x)) / sqrt 2."""
 
     def __init__(self, cin, cout, emb_dim):
         super().__init__()
@@ -402,7 +403,7 @@ class TransUNet(nn.Module):
             for block in blocks:
                 x = block(torch.cat([x, laterals.pop()], 1), emb)  # (B, C_(3-i), h/2^(3-i), w/2^(3-i))
             if i < len(self.up_conv):
-                x = self.up_conv[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))  # x2 nearest, 3x3 conv
+                x = self.up_conv[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C, 2x the size)
         return self.conv_out(F.silu(self.gn_out(x)))  # (B, Cout, h, w)
 
 
@@ -556,7 +557,7 @@ class IdRemapper:
 
     Official vps_metrics post-processing: an id seen before but absent from the last `window` frames (the
     conditioning frames) is a new object the model gave a recycled id, so it gets a fresh id (here
-    first_fresh, first_fresh + 1, ..., above every raw id); ids present in the window keep their mapping."""
+    first_fresh, first_fresh + 1, ..., above every id the model can output); ids in the window keep their mapping."""
 
     def __init__(self, window, first_fresh):
         self.map = {0: 0}  # id from the model -> id returned
@@ -584,9 +585,10 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
     Streaming (paper Sec. 3.3): per frame, pad to a multiple of 16 with 0.3, encode once, condition on the model's
     own last num_cond_frames predictions (all void before the video starts) and I_t - I_{t-1} (zero at frame 0),
     run DDIM (`steps`, `td`, default cfg's) on the decoder, decode the last step's logits without a void choice
-    (decode_logits), upsample x2 nearest and crop. Instance 0 on stuff; ids that re-appear after leaving the
-    conditioning window get fresh ids (IdRemapper). The caller sets model.eval(), as for any module at inference
-    (infer.compile_for_inference passes a namespace of compiled encode / denoise with the same cfg)."""
+    (decode_logits), upsample x2 nearest and crop. With cfg.thing_classes, instance 0 on stuff; ids that
+    re-appear after leaving the conditioning window get fresh ids (IdRemapper). The caller sets model.eval(), as
+    for any module at inference (infer.compile_for_inference passes a namespace of compiled encode / denoise with
+    the same cfg)."""
     if getattr(model, "training", False):
         raise ValueError("pix2seq_d.predict_video: the model is in training mode; call model.eval() first")
     cfg = model.cfg
@@ -594,6 +596,7 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
     td = cfg.td if td is None else td
     remap = IdRemapper(cfg.num_cond_frames, cfg.max_instances)
     prev = history = None  # the previous padded frame (1, 3, Hp, Wp) and the model's last Tc (2, h, w) predictions
+    size = None  # the video's frame size (H, W)
     for image in frames:
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"pix2seq_d.predict_video: frames must be (3, H, W), got {tuple(image.shape)}")
@@ -603,25 +606,27 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
         h, w = x.shape[-2] // 2, x.shape[-1] // 2
         if prev is None:  # frame 0: all-void conditioning masks, zero difference
             prev = x
+            size = (H, W)
             history = [x.new_zeros(2, h, w, dtype=torch.int64)] * cfg.num_cond_frames
-        elif prev.shape != x.shape:
-            raise ValueError(f"pix2seq_d.predict_video: frame size changed from {tuple(prev.shape[-2:])} to {(H, W)}")
+        elif (H, W) != size:
+            raise ValueError(f"pix2seq_d.predict_video: frame size changed from {size} to {(H, W)}")
         feats = model.encode(x)
         cond_maps = torch.stack(history)[None]  # (1, Tc, 2, h, w)
         cond = condition_input(cond_maps, frame_difference(x, prev), cfg.cond, cfg.n_bits, cfg.bit_scale)
         last = {}
 
-        def denoise(x_t, gamma, self_cond_x0):  # self_cond_x0 is None: no self-conditioning
+        def denoise_fn(x_t, gamma, self_cond_x0):  # self_cond_x0 is None: no self-conditioning
             last["logits"] = model.denoise(x_t, gamma, feats, cond)  # (1, 2 * 2^n_bits, h, w)
             return last["logits"]
 
-        bd.ddim_sample(denoise, (1, 2 * cfg.n_bits, h, w), steps=steps, td=td, b=cfg.bit_scale, n_bits=cfg.n_bits,
+        # the x0 estimate ddim_sample returns is not used: decode_logits reads the last step's logits
+        bd.ddim_sample(denoise_fn, (1, 2 * cfg.n_bits, h, w), steps=steps, td=td, b=cfg.bit_scale, n_bits=cfg.n_bits,
                        generator=generator, device=x.device)
         pred = decode_logits(last["logits"][0].float(), cfg)  # (2, h, w) model ids, fed back as the next condition
         history = history[1:] + [pred]
         prev = x
         sem, ins = pred.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, :H, :W]  # (H, W) each, nearest
-        ins = ins * (sem > 0)
+        sem = sem - 1  # model class c + 1 -> trainId c (decode_logits never picks void)
         if cfg.thing_classes is not None:
-            ins = ins * torch.isin(sem - 1, torch.tensor(cfg.thing_classes, device=sem.device))
-        yield torch.where(sem == 0, 255, sem - 1), remap(ins)
+            ins = ins * torch.isin(sem, torch.tensor(cfg.thing_classes, device=sem.device))
+        yield sem, remap(ins)

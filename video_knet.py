@@ -10,7 +10,9 @@ the model: things first, then the other trainIds ascending (as in the original);
 Differences from the original (and why):
 - Void and crowd pixels (thing class, instance 0) get weight 0 in the mask losses, mask costs and rank loss (the
   original: void is background, a crowd region a GT instance); the semantic CE keeps the crowd's class.
-- Semantic and rank CE average over labelled pixels (the original divides by all pixels, ignored ones included).
+- Semantic CE averages over labelled pixels, rank CE over pixels with a rank target (the original divides both by
+  all pixels, ignored ones included). Semantic targets are the labels at stride 2 (nearest); the original builds
+  them from the soft stride-2 stuff masks and the matched thing masks (> 0), other pixels ignored.
 - Set losses are summed over the B key (and the B reference) frames and divided by those frames' GT mask count,
   clamped >= 1, after an optional `reduce_counts` (DDP); the original averages BCE / dice over the local positives.
 - Matching: the cost matrices of all frames and rounds are computed batched and copied to the host at once, then
@@ -34,7 +36,8 @@ Differences from the original (and why):
   scripts/synthetic_baselines.py). The paper preset keeps stride 8.
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
-N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C).
+N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C);
+in matching, Q kernels matched against G GT and P pixels of a mask (at stride 2 in the losses: H/2 * W/2).
 """
 import math
 import re
@@ -315,11 +318,11 @@ class KernelUpdateStage(nn.Module):
 class VideoKNet(nn.Module):
     """Video K-Net: frames (B, 3, H, W) or clips (B, 2, 3, H, W) in [0, 1], H and W multiples of 32 -> raw outputs.
 
-    Three stages: (1) features: ResNet-50 -> FPN -> semantic FPN, localization and semantic maps at h, w = H/s, W/s
+    Three parts: (1) features: ResNet-50 -> FPN -> semantic FPN, localization and semantic maps at h, w = H/s, W/s
     (s = mask_stride); (2) segmentation: the kernel head's N initial kernels and masks, refined by num_stages
     update stages; (3) tracking: the last stage links the final kernels to the previous frame's, and the embedding
     head maps them to embeddings. A clip is flattened frame-major to B' = 2B (key frames, then reference frames)
-    and the key frames' last kernels are linked to the reference frames' (not detached, as in the original); a
+    and the key frames' last kernels are linked to the reference frames' (not detached; nor in the original); a
     single frame is linked to prev_kernels when given.
 
     forward returns a dict: rpn_masks (B', N, h, w) and seg_logits (B', K, h, w) of the initial kernels; masks /
@@ -340,11 +343,13 @@ class VideoKNet(nn.Module):
         self.stages = nn.ModuleList(KernelUpdateStage(c, cfg.num_classes, link=i == cfg.num_stages - 1)
                                     for i in range(cfg.num_stages))
         self.embed_fcs = fc_ln_relu(c)
-        self.fc_embed = nn.Linear(c, c)  # then QDTrack's head: 2 fcs, fc_embed
+        self.fc_embed = nn.Linear(c, c)
+        # QDTrack's embedding head: 2 fcs (xavier), its own fc_embed (normal, std 0.01)
         self.track_head = nn.Sequential(nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c))
-        for i, fc in enumerate(self.track_head[::2]):
-            nn.init.xavier_uniform_(fc.weight) if i < 2 else nn.init.normal_(fc.weight, std=0.01)
+        for fc in self.track_head[::2]:
+            nn.init.xavier_uniform_(fc.weight)
             nn.init.zeros_(fc.bias)
+        nn.init.normal_(self.track_head[4].weight, std=0.01)
         order = list(cfg.thing_classes) + [k for k in range(cfg.num_classes) if k not in cfg.thing_classes]
         to_model = torch.full((256,), 255, dtype=torch.long)
         to_model[order] = torch.arange(cfg.num_classes)
@@ -356,6 +361,8 @@ class VideoKNet(nn.Module):
     def forward(self, images, prev_kernels=None):
         """(B, 3, H, W) [+ prev_kernels (B, N, C)] or (B, 2, 3, H, W) -> dict of raw outputs (see the class)."""
         clip = images.dim() == 5
+        if clip and images.shape[1] != 2:
+            raise ValueError(f"video_knet: a clip is (B, 2, 3, H, W) (key, reference frame), got {tuple(images.shape)}")
         images = images.transpose(0, 1).flatten(0, 1) if clip else images  # (B', 3, H, W), key frames first
         if (images.dim() != 4 or images.shape[1] != 3
                 or images.shape[-2] % SIZE_MULTIPLE or images.shape[-1] % SIZE_MULTIPLE):
@@ -430,11 +437,11 @@ def hungarian(cost):
 @torch.autocast("cuda", enabled=False)  # matching in fp32, also under the caller's autocast
 def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_mask=1.0, w_dice=4.0):
     """(..., Q, h, w) logits, (..., Q, Kt) logits or None, (..., G, h, w) soft targets, (..., G) int64, (..., h, w)
-    weights -> (..., Q, G) cost; the leading dims (e.g. frames) are independent problems. Memory: a few (..., Q,
-    h*w) float32 temporaries (for 16 frames of 100 kernels at 192x624, about 0.8 GB each).
+    weights -> (..., Q, G) cost; the leading dims (e.g. frames) are independent problems.
 
     mmdet's FocalLossCost (alpha 0.25, gamma 2) + MaskCost (minus soft pixel accuracy, p clamped >= 0.01) +
-    DiceCost (p clamped >= 0.001, eps 1e-3); pixels with weight 0 (void, crowd) are left out."""
+    DiceCost (p clamped >= 0.001, eps 1e-3); pixels with weight 0 (void, crowd) are left out. Memory: a few
+    (..., Q, P) float32 temporaries (for 16 frames of 100 kernels at 192x624, about 0.8 GB each)."""
     w = weights.flatten(-2).float().unsqueeze(-2)  # (..., 1, P)
     t = targets.flatten(-2).float()  # (..., G, P)
     p = mask_logits.flatten(-2).float().sigmoid()  # (..., Q, P)
@@ -445,8 +452,8 @@ def match_cost(mask_logits, cls_logits, targets, labels, weights, w_cls=2.0, w_m
     dice_den = (pd * pd).sum(-1)[..., :, None] + (td * td).sum(-1)[..., None, :] + 2e-3  # (..., Q, G)
     cost = cost - w_dice * 2 * (pd @ td.mT) / dice_den
     if cls_logits is not None:
-        q = cls_logits.float().sigmoid()  # (..., Q, Kt) -> (..., Q, G): each GT's class column
-        q = q.gather(-1, labels.unsqueeze(-2).expand(*q.shape[:-1], labels.shape[-1]))
+        q = cls_logits.float().sigmoid()  # (..., Q, Kt)
+        q = q.gather(-1, labels.unsqueeze(-2).expand(*q.shape[:-1], labels.shape[-1]))  # (..., Q, G): each GT's class
         cost = cost + w_cls * (-(q + 1e-12).log() * 0.25 * (1 - q) ** 2 + (1 - q + 1e-12).log() * 0.75 * q ** 2)
     return cost
 
@@ -619,7 +626,8 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
     seg = to_stride2(out["seg_logits"])  # (2B, K, H/2, W/2)
     masks = [to_stride2(m) for m in out["masks"]]  # S x (2B, N, H/2, W/2)
     cls = [c.float() for c in out["cls"]]  # S x (2B, N, K)
-    to_match = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]  # matches[s] used by stage s
+    # round s matches the outputs of stage s (round 0: the initial masks) and trains stage s + 1; round S: tracking
+    to_match = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]
     costs = torch.stack([match_cost(m, c, batch["thing"], batch["thing_label"], batch["valid"], cfg.w_cls, cfg.w_bce,
                                     cfg.w_dice) for m, c in to_match])  # (S + 1, 2B, Nt, G)
     rounds, starts = assign(costs, batch["sizes"])  # all rounds and frames in one host copy, Hungarian per frame
@@ -647,7 +655,7 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
         per_stage = stage_losses(masks[s], cls[s], batch, matches[s], present, nt, kt)
         for key, v in zip(("cls", "bce", "dice"), per_stage):
             losses[key] += normed(v, counts[:, 1])
-    for f in range(2):  # per-pixel CEs, over the labelled pixels of the frame's B images
+    for f in range(2):  # per-pixel CEs of the frame's B images: rank over ranked pixels, semantic over labelled
         fs = slice(f * B, (f + 1) * B)
         rank = torch.stack([rank_target(targets[i], *rpn_pairs[i]) for i in range(fs.start, fs.stop)])
         n_ranked = (rank >= 0).sum().clamp(min=1)
@@ -676,21 +684,21 @@ def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_th
     the order)."""
     nt, kt, dev = num_thing_kernels, num_thing_classes, probs.device
     top_s, top_i = scores[:nt, :kt].flatten().topk(nt)
-    kernel = torch.cat([top_i // kt, torch.arange(nt, len(scores), device=dev)])  # (Nt + N - Nt,) candidates
+    kernel = torch.cat([top_i // kt, torch.arange(nt, len(scores), device=dev)])  # (N,): Nt thing pairs, then stuff
     label = torch.cat([top_i % kt, torch.arange(kt, scores.shape[1], device=dev)])
     score = torch.cat([top_s, scores[kernel[nt:], label[nt:]]])
     best = (score[:, None, None] * probs[kernel]).argmax(0)  # (H, W) candidate index
     area = torch.bincount(best.flatten(), minlength=len(score))  # arg-max pixels per candidate
-    orig = (probs[kernel] >= 0.5).flatten(1).sum(1)  # pixels with prob >= 0.5 per candidate
-    keep = (area > 0) & (orig > 0) & (area >= overlap_thr * orig) & ((label >= kt) | (score >= score_thr))
+    mask_area = (probs[kernel] >= 0.5).flatten(1).sum(1)  # pixels with prob >= 0.5 per candidate
+    keep = (area > 0) & (mask_area > 0) & (area >= overlap_thr * mask_area) & ((label >= kt) | (score >= score_thr))
     keep = keep.nonzero().squeeze(1)
     keep = keep[score[keep].argsort(descending=True)]
-    rank = torch.full_like(label, -1)
-    rank[keep] = torch.arange(len(keep), device=dev)
-    seg = rank[best]  # (H, W), -1 where the arg-max candidate was rejected
+    seg_index = torch.full_like(label, -1)  # candidate -> its segment (index into the returned kernel/label/score)
+    seg_index[keep] = torch.arange(len(keep), device=dev)
+    seg = seg_index[best]  # (H, W), -1 where the arg-max candidate was rejected
     if fill and len(keep):  # those pixels go to their best kept candidate instead of void
         best_kept = keep[(score[keep, None, None] * probs[kernel[keep]]).argmax(0)]  # (H, W) candidate index
-        seg = torch.where(seg < 0, rank[best_kept], seg)
+        seg = torch.where(seg < 0, seg_index[best_kept], seg)
     return seg, kernel[keep], label[keep], score[keep]
 
 
@@ -786,9 +794,9 @@ def predict_video(model, frames, postprocess="ours"):
     """Iterable of (3, H, W) float [0, 1] -> yields (semantic (H, W) int64 trainIds / 255, instance (H, W) int64).
 
     Online, one frame at a time (the caller sets model.eval(); a torch.compile wrapper is fine): pad to a multiple
-    of 32 with the mean colour, run the model with the previous frame's kernels to link to, merge, track the thing
-    segments. Void and unassigned pixels are 255 with instance 0; stuff has instance 0; thing instances are track
-    id + 1, consistent over the video, and 0 where the tracker gives no id (low score or suppressed).
+    of SIZE_MULTIPLE with the mean colour, run the model with the previous frame's kernels to link to, merge, track
+    the thing segments. Void and unassigned pixels are 255 with instance 0; stuff has instance 0; thing instances
+    are track id + 1, consistent over the video, and 0 where the tracker gives no id (low score or suppressed).
 
     postprocess="original" reproduces the original's test path where ours deliberately differs (for the authors'
     weights and their reported numbers): (1) mask probabilities as mask_probabilities(original=True); (2) pixels no
@@ -860,14 +868,15 @@ def load_backbone_weights(model, state_dict):
     model.backbone.load_state_dict(given)
 
 
-MMDET_RENAMES = [  # (regex, replacement), applied in order to the authors' mmdet key names (reference section 1.7)
+# (regex, replacement), applied in order to the authors' mmdet key names (shared/reference/video_knet.md, 1.7)
+MMDET_RENAMES = [
     (r"^module\.", ""),
     (r"^(neck\.(lateral|fpn)_convs\.\d+)\.conv\.", r"\1."),  # mmcv ConvModule without a norm: drop ".conv"
     (r"^rpn_head\.localization_fpn\.", "semantic_fpn."), (r"^rpn_head\.", "kernel_head."),
     (r"^roi_head\.mask_head\.", "stages."), (r"\.feat_transform\.conv\.", ".feat_transform."),
     (r"\.attn\.", "."),  # mmcv MultiheadAttention wraps nn.MultiheadAttention as .attn
     (r"ffn\.layers\.0\.0\.", "ffn.0."), (r"ffn\.layers\.1\.", "ffn.2."),  # mmcv FFN (ffn and link_ffn)
-    (r"^track_head\.fcs\.(\d)\.", lambda m: f"track_head.{2 * int(m[1])}."),  # QDTrack head: fcs, fc_embed
+    (r"^track_head\.fcs\.0\.", "track_head.0."), (r"^track_head\.fcs\.1\.", "track_head.2."),  # QDTrack head
     (r"^track_head\.fc_embed\.", "track_head.4."),
 ]
 
