@@ -1,11 +1,15 @@
 """Score one checkpoint with today's decoding and with the decoding it replaced (what each decoding change bought).
 
     python scripts/decoding_ablation.py --ckpt out/ckpt.pt [--split val]
+    python scripts/decoding_ablation.py --ckpt out/ckpt.pt --split test --set overlap_thr=0.45 \
+        --set overlap_thr=0,score_thr=0.1
 
 Video K-Net: pixels whose arg-max candidate the panoptic merge rejects go to the best kept segment (now) or stay void
 (before). Pix2Seq-D: each pixel's class and id are the arg-max of the last DDIM step's logits over real classes and
 ids (now) or the bits of the last x0 estimate, clamped (before: void wins on uncertain pixels). Same weights, same
-sampling noise; prints one markdown row per decoding. Not collected by pytest.
+sampling noise; prints one markdown row per decoding. Each --set adds a row of today's decoding with those config
+fields changed (e.g. the merge and tracker thresholds; tune them on the test split, report val). Not collected by
+pytest.
 """
 import argparse
 import os
@@ -24,17 +28,9 @@ KEYS = ("STQ", "AQ", "SQ", "VPQ")
 MERGE, DECODE = video_knet.panoptic_merge, pix2seq_d.decode_logits
 
 
-def merge_leaving_void(probs, scores, num_thing_kernels, num_thing_classes, *args):
-    """video_knet.panoptic_merge as before: pixels whose arg-max candidate is rejected stay void (-1)."""
-    seg, kernel, label, score = MERGE(probs, scores, num_thing_kernels, num_thing_classes, *args)
-    nt, kt = num_thing_kernels, num_thing_classes
-    top_s, top_i = scores[:nt, :kt].flatten().topk(nt)  # the merge's candidates, as it builds them
-    cand_kernel = torch.cat([top_i // kt, torch.arange(nt, len(scores), device=probs.device)])
-    cand_label = torch.cat([top_i % kt, torch.arange(kt, scores.shape[1], device=probs.device)])
-    cand_score = torch.cat([top_s, scores[cand_kernel[nt:], cand_label[nt:]]])
-    best = (cand_score[:, None, None] * probs[cand_kernel]).argmax(0)  # (H, W) arg-max candidate
-    kept = ((cand_kernel[:, None] == kernel[None]) & (cand_label[:, None] == label[None])).any(1)
-    return torch.where(kept[best], seg, -1), kernel, label, score
+def merge_leaving_void(*args, **kwargs):
+    """video_knet.panoptic_merge as before: pixels whose arg-max candidate is rejected stay void (fill=False)."""
+    return MERGE(*args, **{**kwargs, "fill": False})
 
 
 def decode_bits(logits, cfg):
@@ -47,6 +43,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True)
     p.add_argument("--split", default="val")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="one more row: today's decoding with these numeric config fields changed")
     args = p.parse_args(argv)
     model, ckpt = infer.load_checkpoint(args.ckpt)
     name, seed = ckpt["args"]["model"], ckpt["args"]["seed"]
@@ -57,6 +55,17 @@ def main(argv=None):
         kw = dict(generator=torch.Generator().manual_seed(seed)) if name == "pix2seq_d" else {}  # as train.py's eval
         rows[label] = infer.evaluate(model, name, sequences, torch.device("cpu"), progress=False, **kw)
     video_knet.panoptic_merge, pix2seq_d.decode_logits = MERGE, DECODE
+    defaults = dict(vars(model.cfg))
+    for change in args.set:
+        for item in change.split(","):
+            key, value = item.split("=")
+            if key not in defaults:
+                p.error(f"--set {item}: {name}'s config has no field {key}")
+            setattr(model.cfg, key, type(defaults[key])(float(value)))
+        kw = dict(generator=torch.Generator().manual_seed(seed)) if name == "pix2seq_d" else {}
+        rows[change] = infer.evaluate(model, name, sequences, torch.device("cpu"), progress=False, **kw)
+        for key, value in defaults.items():
+            setattr(model.cfg, key, value)
     print(f"| {name} decoding (step {ckpt['step']}) | " + " | ".join(KEYS) + " |\n|---|" + "---|" * len(KEYS))
     for label, r in rows.items():
         print(f"| {label} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + " |")
