@@ -5,8 +5,10 @@
 For the first --videos videos of the split, per frame: ground-truth thing instances, predicted thing segments (class,
 id) with an id, how many ground-truth instances a predicted segment matches with IoU > 0.5, and, for an instance
 matched in two consecutive frames, whether its predicted id stayed the same. With --show N, the first N frames of the
-first video list, per ground-truth instance, its pixels' most common predicted (trainId / id) pairs. Few matches
-means the masks are the problem (segmentation); matches that change id mean association is. Not collected by pytest.
+first video list, per ground-truth instance, its pixels' most common predicted (trainId / id) pairs, and for Video
+K-Net the last stage's kernel with the highest mean mask probability over the instance, that probability and the
+kernel's thing-class scores (a missed instance: no kernel covers it, or one does with a low score). Few matches
+means the masks are the problem (segmentation); matches that change id mean association is.
 """
 import argparse
 import collections
@@ -19,6 +21,19 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 import infer  # noqa: E402
+import video_knet  # noqa: E402
+
+
+def kernel_outputs(model, image):
+    """Video K-Net, one (H, W, 3) uint8 frame -> (N, H, W) last-stage mask probabilities, (N, Kt) thing scores."""
+    frame = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    H, W = frame.shape[1:]
+    pad = (0, -W % video_knet.SIZE_MULTIPLE, 0, -H % video_knet.SIZE_MULTIPLE)
+    canvas = torch.nn.functional.pad(frame - model.pixel_mean, pad) + model.pixel_mean
+    with torch.no_grad():
+        out = model(canvas[None])
+    probs = video_knet.mask_probabilities(out["masks"][-1][0], canvas.shape[1:], H, W, False)
+    return probs, out["cls"][-1][0, :, :len(model.cfg.thing_classes)].sigmoid()
 
 
 def main(argv=None):
@@ -40,16 +55,23 @@ def main(argv=None):
             thing = np.isin(sem, data.THING_CLASSES) & (ins > 0)
             pred = sorted(set(zip(sem[thing].tolist(), ins[thing].tolist())))
             matched = {}
+            shown = v == 0 and t < args.show
+            kernels = kernel_outputs(model, seq.image(t)) if shown and name == "video_knet" else None
             for c, i in gt:
                 g = (gt_sem == c) & (gt_ins == i)
                 for pc, pi in pred:
                     q = (sem == pc) & (ins == pi)
                     if (g & q).sum() > 0.5 * (g | q).sum():
                         matched[(c, i)] = (pc, pi)
-                if v == 0 and t < args.show:
+                if shown:
                     top = collections.Counter(zip(sem[g].tolist(), ins[g].tolist())).most_common(3)
                     print(f"video {seq.name} frame {t} GT {c}/{i} ({g.sum()} px): "
                           + ", ".join(f"{a}/{b} x{n}" for (a, b), n in top))
+                    if kernels is not None:
+                        probs, scores = kernels
+                        p, k = probs[:, torch.from_numpy(g)].mean(1).max(0)
+                        print(f"    best kernel {k.item()}: mean probability {p.item():.2f}, thing scores "
+                              + " ".join(f"{s:.2f}" for s in scores[k].tolist()))
             kept = [matched[k] == previous[k] for k in matched if k in previous]
             total.update(frames=1, gt=len(gt), pred=len(pred), matched=len(matched), pairs=len(kept), kept=sum(kept))
             previous = matched

@@ -26,7 +26,7 @@ def test_rows_now_before_and_set(tmp_path, capsys):
         decoding_ablation.main(["--ckpt", str(ckpt), "--set", "no_such_field=1"])
 
 
-def test_instance_diagnostics_counts_a_perfect_and_a_forgetful_predictor(tmp_path, monkeypatch):
+def test_instance_diagnostics_counts_a_perfect_and_a_forgetful_predictor(tmp_path, monkeypatch, capsys):
     """scripts/instance_diagnostics.py with predictions replaced by the ground truth: every instance matched and
     every id kept; with the ids shifted by the frame index: still matched, never kept."""
     from scripts import instance_diagnostics
@@ -43,7 +43,9 @@ def test_instance_diagnostics_counts_a_perfect_and_a_forgetful_predictor(tmp_pat
                 yield t, sem, ins + shift * t * (ins > 0)
 
         monkeypatch.setattr(infer, "predict_sequence", ground_truth)
-        total = instance_diagnostics.main(["--ckpt", str(ckpt), "--videos", "2"])
+        total = instance_diagnostics.main(["--ckpt", str(ckpt), "--videos", "2", "--show", str(1 - shift)])
         assert total["frames"] == 2 * 16 and total["gt"] > total["frames"]  # several objects per frame
         assert total["pred"] == total["matched"] == total["gt"] and total["pairs"] > 0
         assert total["kept"] == (total["pairs"] if shift == 0 else 0)
+    shown = capsys.readouterr().out  # --show 1, then 0: one frame's instances, each with its best kernel
+    assert shown.count("best kernel") == shown.count("frame 0 GT") > 0 and shown.count("frame 1 GT") == 0
