@@ -626,7 +626,9 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
         history = history[1:] + [pred]
         prev = x
         sem, ins = pred.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, :H, :W]  # (H, W) each, nearest
-        sem = sem - 1  # model class c + 1 -> trainId c (decode_logits never picks void)
+        # model class c + 1 -> trainId c; 0 (void: never from decode_logits, possible from other decodings) -> 255
+        sem = torch.where(sem == 0, 255, sem - 1)
+        ins = ins * (sem != 255)
         if cfg.thing_classes is not None:
             ins = ins * torch.isin(sem, torch.tensor(cfg.thing_classes, device=sem.device))
         yield sem, remap(ins)

@@ -340,6 +340,18 @@ def test_predict_video_feeds_back_its_predictions_and_crops():
         assert (sem[:, 24:] == 2).all() and (ins[:, 24:] == k + 1).all()  # id 1, 2, 3: copied from t-1, plus one
 
 
+def test_predict_video_writes_a_decoded_void_as_255_without_id(monkeypatch):
+    """decode_logits never returns void, but another decoding (scripts/decoding_ablation.py's bits) may."""
+    def void_left_half(logits, cfg):
+        pred = torch.stack([torch.full(logits.shape[1:], 5), torch.full(logits.shape[1:], 3)])  # class 4, id 3
+        pred[:, :, : logits.shape[-1] // 2] = 0
+        return pred
+
+    monkeypatch.setattr(P, "decode_logits", void_left_half)
+    sem, ins = next(P.predict_video(_CopyStub(tiny()).eval(), [torch.rand(3, 20, 48)], steps=1))  # mask 16 x 24
+    assert (sem[:, :24] == 255).all() and (ins[:, :24] == 0).all() and (sem[:, 24:] == 4).all()
+
+
 def test_decode_logits_takes_the_best_real_class_and_id():
     cfg = tiny(max_instances=8)
     logits = torch.zeros(2 * 256, 1, 4)
