@@ -31,9 +31,7 @@ Differences from the original (and why):
   predict_video(postprocess="original") follows the original in these last three points, for its weights' numbers.
 - No Kernel Fusion (Swin configs only; not in the released R50 config).
 - The tiny preset (CPU, 96x288 synthetic frames) uses mask_stride 4, the original SemanticFPNWrapper's
-  upsample_times=3 (same weights): at stride 8 a 96x288 frame is a 12x36 mask and small persons vanish (ground truth
-  pushed through stride 8 scores STQ 0.55 on the synthetic val videos, through stride 4 0.82:
-  scripts/synthetic_baselines.py). The paper preset keeps stride 8.
+  upsample_times=3 (same weights): at stride 8 small persons vanish (README, oracle ceilings). Paper: stride 8.
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
 N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C);
@@ -318,12 +316,9 @@ class KernelUpdateStage(nn.Module):
 class VideoKNet(nn.Module):
     """Video K-Net: frames (B, 3, H, W) or clips (B, 2, 3, H, W) in [0, 1], H and W multiples of 32 -> raw outputs.
 
-    Three parts: (1) features: ResNet-50 -> FPN -> semantic FPN, localization and semantic maps at h, w = H/s, W/s
-    (s = mask_stride); (2) segmentation: the kernel head's N initial kernels and masks, refined by num_stages
-    update stages; (3) tracking: the last stage links the final kernels to the previous frame's, and the embedding
-    head maps them to embeddings. A clip is flattened frame-major to B' = 2B (key frames, then reference frames)
-    and the key frames' last kernels are linked to the reference frames' (not detached; nor in the original); a
-    single frame is linked to prev_kernels when given.
+    The pipeline of the module docstring, features at h, w = H/s, W/s (s = mask_stride). A clip is flattened
+    frame-major to B' = 2B (key frames, then reference frames) and the key frames' last kernels are linked to the
+    reference frames' (not detached; nor in the original); a single frame is linked to prev_kernels when given.
 
     forward returns a dict: rpn_masks (B', N, h, w) and seg_logits (B', K, h, w) of the initial kernels; masks /
     cls, per-stage lists of (B', N, h, w) / (B', N, K) logits; kernels (B', N, C), the last un-linked kernels (the
@@ -800,14 +795,10 @@ def predict_video(model, frames, postprocess="ours"):
     the thing segments. Void and unassigned pixels are 255 with instance 0; stuff has instance 0; thing instances
     are track id + 1, consistent over the video, and 0 where the tracker gives no id (low score or suppressed).
 
-    postprocess="original" reproduces the original's test path where ours deliberately differs (for the authors'
-    weights and their reported numbers): (1) mask probabilities as mask_probabilities(original=True); (2) pixels no
-    kept segment claims become road (trainId 0), instance 0, instead of going to the best kept segment; (3) tracker
-    boxes come from each thing segment masked by the RPN semantic arg-max being a thing class (that map resized from
-    the padded size to (H, W) without cropping, as the original), with inclusive ends and (-1, -1, 10, 10) for an
-    empty mask; (4) the ids of the detections the tracker keeps, in its score order, are written onto the thing
-    segments in segment order, so after a box-NMS drop the later ids shift one segment up and the last segments
-    get none (the original's bookkeeping)."""
+    postprocess="original" follows the original's test path in the last three differences of the module docstring
+    (for the authors' weights and numbers). Details beyond that list: its tracker boxes use the RPN semantic map
+    resized from the padded size without cropping, inclusive box ends and (-1, -1, 10, 10) for an empty mask; after
+    a box-NMS drop its ids shift one segment up and the last segments get none."""
     if postprocess not in ("ours", "original"):
         raise ValueError(f"predict_video: postprocess must be 'ours' or 'original', got {postprocess!r}")
     if model.training:
