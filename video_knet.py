@@ -341,11 +341,10 @@ class VideoKNet(nn.Module):
         self.fc_embed = nn.Linear(c, c)
         # QDTrack's embedding head: 2 fcs (xavier), its own fc_embed (normal, std 0.01)
         self.track_head = nn.Sequential(nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, c))
-        for i, fc in enumerate(self.track_head[::2]):
-            if i < 2:
-                nn.init.xavier_uniform_(fc.weight)
-            else:
-                nn.init.normal_(fc.weight, std=0.01)
+        nn.init.xavier_uniform_(self.track_head[0].weight)
+        nn.init.xavier_uniform_(self.track_head[2].weight)
+        nn.init.normal_(self.track_head[4].weight, std=0.01)
+        for fc in self.track_head[::2]:
             nn.init.zeros_(fc.bias)
         order = list(cfg.thing_classes) + [k for k in range(cfg.num_classes) if k not in cfg.thing_classes]
         to_model = torch.full((256,), 255, dtype=torch.long)
