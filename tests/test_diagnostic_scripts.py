@@ -1,8 +1,9 @@
-"""scripts/decoding_ablation.py and scripts/instance_diagnostics.py: the rows and counts they print, on tiny checkpoints."""
+"""scripts/decoding_ablation.py, instance_diagnostics.py and condition_oracle.py: what they print, on tiny checkpoints."""
 from dataclasses import asdict
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import infer
 from scripts import decoding_ablation
@@ -49,3 +50,43 @@ def test_instance_diagnostics_counts_a_perfect_and_a_forgetful_predictor(tmp_pat
         assert total["kept"] == (total["pairs"] if shift == 0 else 0)
     shown = capsys.readouterr().out  # --show 1, then 0: one frame's instances, each with its best kernel
     assert shown.count("best kernel") == shown.count("frame 0 GT") > 0 and shown.count("frame 1 GT") == 0
+
+
+def test_condition_oracle_with_a_model_that_copies_its_condition(tmp_path, monkeypatch, capsys):
+    """scripts/condition_oracle.py with a denoiser that outputs the last conditioning mask (ids from noise: never):
+    from its own void start it copies nothing useful (AQ 0); with the ground truth swapped in at frame 0 it keeps
+    frame 0's objects where they were (AQ above 0); with the ground truth of every frame it lags one frame behind
+    the motion (AQ 0.47 on this video)."""
+    import bitdiffusion as bd
+    import pix2seq_d
+    from scripts import condition_oracle
+
+    torch.manual_seed(0)
+    model, cfg = infer.build_model("pix2seq_d", dict(pix2seq_d.PRESETS["tiny"]))
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "config": asdict(cfg), "step": 0,
+                "args": {"model": "pix2seq_d", "dataset": "synthetic", "seed": 0}}, ckpt)
+
+    def copy_condition(x_t, gamma, feats, cond):  # (1, 2 n_bits [+ 3], h, w) condition -> one-hot logits of its mask
+        last = bd.decode(cond[:, :2 * cfg.n_bits], cfg.n_bits)  # (1, 2, h, w): class + 1, id
+        n = 2 ** cfg.n_bits
+        return torch.cat([F.one_hot(last[:, 0], n), F.one_hot(last[:, 1], n)], -1).permute(0, 3, 1, 2).float() * 10
+
+    load = infer.load_checkpoint
+
+    def load_copier(path):
+        m, c = load(path)
+        m.denoise = copy_condition
+        m.cfg.steps = 2  # the copier's output does not depend on the noise
+        return m, c
+
+    monkeypatch.setattr(infer, "load_checkpoint", load_copier)
+    sequences = condition_oracle.data.load_sequences
+    monkeypatch.setattr(condition_oracle.data, "load_sequences", lambda *a: sequences(*a)[:1])
+    rows = condition_oracle.main(["--ckpt", str(ckpt)])
+    assert cfg.num_cond_frames == 1 and cfg.cond in ("mask", "mask+diff")  # the copier reads the last frame's bits
+    assert list(rows) == ["model", "gt first frame", "gt every frame"]
+    aq = [r["AQ"] for r in rows.values()]  # frame 0 copied for 16 frames of motion, then each frame's ground truth
+    assert aq[0] < aq[1] < 0.3 < aq[2]
+    assert condition_oracle.pix2seq_d.condition_input is condition_oracle.CONDITION_INPUT  # restored
+    assert capsys.readouterr().out.count("| gt ") == 2
