@@ -10,8 +10,8 @@ the model: things first, then the other trainIds ascending (as in the original);
 Differences from the original (and why):
 - Void and crowd pixels (thing class, instance 0) get weight 0 in the mask losses, mask costs and rank loss (the
   original: void is background, a crowd region a GT instance); the semantic CE keeps the crowd's class.
-- Semantic CE averages over labelled pixels, rank CE over pixels with a rank target (the original divides both by
-  all pixels, ignored ones included). Semantic targets are the labels at stride 2 (nearest); the original builds
+- Semantic CE averages over labelled pixels (the original divides by all pixels, ignored ones included, as the rank
+  CE here does). Semantic targets are the labels at stride 2 (nearest); the original builds
   them from the soft stride-2 stuff masks and the matched thing masks (> 0), other pixels ignored.
 - Set losses are summed over the B key (and the B reference) frames and divided by those frames' GT mask count,
   clamped >= 1, after an optional `reduce_counts` (DDP); the original averages BCE / dice over the local positives.
@@ -651,11 +651,11 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
         per_stage = stage_losses(masks[s], cls[s], batch, matches[s], present, nt, kt)
         for key, v in zip(("cls", "bce", "dice"), per_stage):
             losses[key] += normed(v, counts[:, 1])
-    for f in range(2):  # per-pixel CEs of the frame's B images: rank over ranked pixels, semantic over labelled
+    for f in range(2):  # per-pixel CEs of the frame's B images: rank over all pixels, semantic over labelled
         fs = slice(f * B, (f + 1) * B)
-        rank = torch.stack([rank_target(targets[i], *rpn_pairs[i]) for i in range(fs.start, fs.stop)])
-        n_ranked = (rank >= 0).sum().clamp(min=1)
-        losses["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / n_ranked
+        rank = torch.stack([rank_target(targets[i], *rpn_pairs[i]) for i in range(fs.start, fs.stop)])  # (B, h, w)
+        # the original's plain mean: pixels without a rank target (-1) count in the denominator
+        losses["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / rank.numel()
         label = batch["label"][fs]
         n_label = (label != 255).sum().clamp(min=1)
         losses["seg"] += F.cross_entropy(seg[fs], label, ignore_index=255, reduction="sum") / n_label

@@ -219,7 +219,7 @@ def test_semantic_fpn_stride_4_keeps_the_state_dict_and_doubles_the_mask_size():
 def per_frame_loss(model, out, semantic, instance):
     """compute_loss written as the original loops: per frame its targets, per matching round its own cost matrix and
     Hungarian, per frame its losses; set losses of the B key (reference) frames summed, divided by their GT mask
-    count (things; things + present stuff) clamped >= 1; per-pixel CEs over each frame group's labelled pixels; the
+    count (things; things + present stuff) clamped >= 1; rank CE over all pixels, semantic CE over labelled ones; the
     tracking losses per clip, averaged over clips. -> (loss, {term: value})."""
     cfg, B = model.cfg, semantic.shape[0]
     nt, kt, S = cfg.num_thing_kernels, len(cfg.thing_classes), cfg.num_stages
@@ -250,7 +250,7 @@ def per_frame_loss(model, out, semantic, instance):
             sums["rank"] = sums["rank"] + F.cross_entropy(rpn[i:i + 1], rank[None], ignore_index=-1, reduction="sum")
             sums["seg"] = sums["seg"] + F.cross_entropy(seg[i:i + 1], t["label"][None], ignore_index=255,
                                                         reduction="sum")
-            n_rank, n_label = n_rank + int((rank >= 0).sum()), n_label + int((t["label"] != 255).sum())
+            n_rank, n_label = n_rank + rank.numel(), n_label + int((t["label"] != 255).sum())  # rank: all pixels
             stuff = t["stuff_present"].nonzero().flatten()
             for s in range(S):  # stage s is matched on the previous stage's outputs (stage 0: the initial kernels)
                 k, g = (k, g) if s == 0 else match(masks[s - 1][i], cls[s - 1][i, :nt, :kt])
