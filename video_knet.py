@@ -11,8 +11,8 @@ Differences from the original (and why):
 - Void and crowd pixels (thing class, instance 0) get weight 0 in the mask losses, mask costs and rank loss (the
   original: void is background, a crowd region a GT instance); the semantic CE keeps the crowd's class.
 - Semantic CE averages over labelled pixels (the original divides by all pixels, ignored ones included, as the rank
-  CE here does). Semantic targets are the labels at stride 2 (nearest); the original builds
-  them from the soft stride-2 stuff masks and the matched thing masks (> 0), other pixels ignored.
+  CE here does). Semantic targets are the labels at stride 2 (nearest); the original builds them from the soft
+  stride-2 stuff masks and the matched thing masks (> 0), other pixels ignored.
 - Set losses are summed over the B key (and the B reference) frames and divided by those frames' GT mask count,
   clamped >= 1, after an optional `reduce_counts` (DDP); the original averages BCE / dice over the local positives.
 - Matching: the cost matrices of all frames and rounds are computed batched and copied to the host at once, then

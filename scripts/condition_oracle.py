@@ -78,7 +78,8 @@ def main(argv=None):
     try:
         for label, which in MODES.items():
             scorer = metrics.VideoPanopticMetrics(data.NUM_CLASSES, data.THING_CLASSES, data.IGNORE_LABEL)
-            generator = torch.Generator().manual_seed(ckpt["args"]["seed"])  # as train.py's eval: the same noise in every row
+            # seeded as train.py's evaluation, anew for each row: the same sampling noise in every row
+            generator = torch.Generator().manual_seed(ckpt["args"]["seed"])
             for seq in sequences:
                 if which is not None:
                     pix2seq_d.condition_input = conditioned_on(ground_truth_maps(seq, model.cfg.max_instances), which)

@@ -1,4 +1,4 @@
-"""scripts/decoding_ablation.py, instance_diagnostics.py and condition_oracle.py: what they print, on tiny checkpoints."""
+"""scripts/decoding_ablation.py, instance_diagnostics.py and condition_oracle.py: what they print, on tiny models."""
 from dataclasses import asdict
 
 import pytest
