@@ -265,8 +265,11 @@ def test_ddp_two_processes_gloo(tmp_path, model, monkeypatch):
     ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 2 and list(out.glob("*.pt")) == [out / "ckpt.pt"]
     calls = [read_jsonl(out / f"calls_rank{rank}.jsonl") for rank in (0, 1)]
-    clips = [c["clips"] for rank in calls for c in rank]  # one clip per rank and step
-    assert [len(c) for c in clips] == [1] * 4 and len({c[0] for c in clips}) == 4, clips  # disjoint shards
+    clips = [[c["clips"] for c in rank] for rank in calls]  # [rank][step] -> fingerprints, one clip per rank and step
+    assert [[len(c) for c in rank] for rank in clips] == [[1, 1], [1, 1]], clips
+    # disjoint shards: at each step the ranks hold different clips (3 clips, 2 a step: one step is one epoch, and the
+    # recipe has no scale jitter, so a clip may come back next step looking the same: compare within a step only)
+    assert all(a != b for a, b in zip(*clips)), clips
     m = REPLICAS.search(r.stdout)
     assert m, r.stdout[-2000:]
     params, buffers, ema_params, ema_buffers = map(float, m.groups())
