@@ -26,9 +26,9 @@ Differences from the official code:
     prediction with softmax-CE or L2 (no sigmoid-CE, eps or v), no guidance, no latent self-conditioning.
   - The per-pixel loss weight is taken as given; its normalisation (mean 1 per image, official
     get_normalized_weight) belongs to the caller.
-  - l2_loss and self_cond_estimate (and ddim_sample's self_cond) are Bit Diffusion's own objective and
-    self-conditioning: pix2seq_d.py uses neither (Pix2Seq-D trains with softmax-CE, self-conditioning off). They
-    stay for whoever copies this file, tested in tests/test_bitdiffusion.py.
+  - l2_loss is Bit Diffusion's own objective: pix2seq_d.py trains with softmax-CE, as Pix2Seq-D. It stays for
+    whoever copies this file, tested in tests/test_bitdiffusion.py. self_cond_estimate (and ddim_sample's
+    self_cond) are Bit Diffusion's self-conditioning, off in Pix2Seq-D; pix2seq_d.py has it as an option.
 
 Shape letters: B batch, G bit groups (e.g. class and instance id), C = G * n_bits analog-bit channels, H W
 spatial (any number of trailing dims works); t diffusion time in [0, 1]; gamma(t) the signal variance; b the
@@ -179,13 +179,15 @@ def _x0_estimate(out, n_bits, b, objective):
 # -----------------------------------------------------------------------------
 # Self-conditioning (training side)
 
-def self_cond_estimate(denoise, x_t, gamma, *, n_bits, b, objective, rate=0.5, generator=None):
+def self_cond_estimate(denoise, x_t, gamma, *, n_bits, b, objective, rate=0.5, generator=None, extra=()):
     """(B, C, H, W) x_t, (B,) gamma -> (B, C, H, W) detached x0 estimates for floor(rate*B) examples, zeros elsewhere.
 
     Bit Diffusion Alg. 1 (off in Pix2Seq-D): a random floor(rate * B) subset of the batch (drawn with
     `generator` on x_t.device) is denoised once with zeros in the self-conditioning slot, without gradients;
     the result, clipped to [-b, b], is what the real forward pass gets in that slot. The other examples get
-    zeros, which is also the slot's value at the first sampling step, so the network learns both cases."""
+    zeros, which is also the slot's value at the first sampling step, so the network learns both cases.
+    `extra` holds per-example tensors (B, ...) the denoiser also needs (e.g. image, condition): it is called as
+    denoise(x_t[idx], gamma[idx], zeros, *(e[idx] for e in extra))."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"bitdiffusion: self-cond rate must be in [0, 1], got {rate}")
     est = torch.zeros_like(x_t)
@@ -195,7 +197,7 @@ def self_cond_estimate(denoise, x_t, gamma, *, n_bits, b, objective, rate=0.5, g
     idx = torch.randperm(x_t.shape[0], generator=generator, device=x_t.device)[:n_sc]
     gamma = torch.as_tensor(gamma, device=x_t.device).expand(x_t.shape[0])
     with torch.no_grad():
-        out = denoise(x_t[idx], gamma[idx], torch.zeros_like(x_t[idx]))
+        out = denoise(x_t[idx], gamma[idx], torch.zeros_like(x_t[idx]), *(e[idx] for e in extra))
         est[idx] = _x0_estimate(out, n_bits, b, objective).to(est.dtype)
     return est
 

@@ -78,6 +78,7 @@ class Pix2SeqDConfig:
     num_cond_frames: int = 1  # previous frames conditioned on, 1 or 2 (paper 2)
     frame_dropout: float = 0.2  # p a conditioning frame becomes all void, zero difference (paper 0.2)
     mask_weight_p: float = 0.2  # pixel weight (1 / (instance size + 1))^p (paper 0.2)
+    self_cond: bool = False  # Bit Diffusion self-conditioning: the decoder also sees its last x0 estimate (paper off)
     steps: int = 20  # DDIM steps at inference (paper 20)
     td: float = 1.0  # DDIM time difference, in steps (paper 1 or 2)
     backbone_width: int = 64  # ResNet stem width; 64 = torchvision ResNet-50 (paper 64)
@@ -430,7 +431,8 @@ class Pix2SeqD(nn.Module):
         fuse = 2 * cfg.dec_dim
         self.merge = nn.ModuleList([UpMerge(d, 8 * w, 8 * w), UpMerge(8 * w, 4 * w, 4 * w), UpMerge(4 * w, 0, fuse)])
         n_cond = 0 if cfg.cond == "none" else 2 * cfg.n_bits * cfg.num_cond_frames + 3 * (cfg.cond == "mask+diff")
-        self.decoder = TransUNet(2 * cfg.n_bits + fuse + n_cond, cfg.dec_dim, cfg.dec_mult, cfg.bot_layers, d,
+        n_self = 2 * cfg.n_bits if cfg.self_cond else 0  # the self-conditioning slot: the last x0 estimate
+        self.decoder = TransUNet(2 * cfg.n_bits + n_self + fuse + n_cond, cfg.dec_dim, cfg.dec_mult, cfg.bot_layers, d,
                                  2 * 2 ** cfg.n_bits)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -450,13 +452,19 @@ class Pix2SeqD(nn.Module):
         fused = self.merge[2](x)  # (B, 2*dec_dim, H/2, W/2)
         return {"fused": fused, "tokens": tokens}
 
-    def denoise(self, x_t, gamma, feats, cond):
-        """(B, 2*n_bits, h, w) x_t, (B,) gamma, encode() output, (B, C, h, w) cond -> (B, 2*2^n_bits, h, w) logits."""
+    def denoise(self, x_t, gamma, feats, cond, self_cond_x0=None):
+        """(B, 2*n_bits, h, w) x_t, (B,) gamma, encode() output, (B, C, h, w) cond -> (B, 2*2^n_bits, h, w) logits.
+
+        With cfg.self_cond, self_cond_x0 (B, 2*n_bits, h, w) is the last x0 estimate (None: zeros); else ignored."""
+        if self.cfg.self_cond:
+            x0_slot = torch.zeros_like(x_t) if self_cond_x0 is None else self_cond_x0.to(x_t.dtype)
+            x_t = torch.cat([x_t, x0_slot], 1)  # (B, 4*n_bits, h, w)
         return self.decoder(torch.cat([x_t, feats["fused"], cond], 1), gamma, feats["tokens"])
 
-    def forward(self, image, x_t, gamma, cond):
-        """(B, 3, H, W), (B, 2*n_bits, H/2, W/2), (B,), (B, C, H/2, W/2) -> {"logits": (B, 2*2^n_bits, H/2, W/2)}."""
-        return {"logits": self.denoise(x_t, gamma, self.encode(image), cond)}
+    def forward(self, image, x_t, gamma, cond, self_cond_x0=None):
+        """(B, 3, H, W), (B, 2*n_bits, H/2, W/2), (B,), (B, C, H/2, W/2), self_cond_x0 as in denoise
+        -> {"logits": (B, 2*2^n_bits, H/2, W/2)}."""
+        return {"logits": self.denoise(x_t, gamma, self.encode(image), cond, self_cond_x0)}
 
 
 # The names train.py and infer.py look up in every model file (with PRESETS, compute_loss, predict_video).
@@ -533,7 +541,14 @@ def compute_loss(model, images, semantic, instance, generator=None, forward=None
     x0 = bd.encode(target, cfg.n_bits, cfg.bit_scale)  # (B, 2*n_bits, h, w)
     gamma = bd.gamma_cosine(torch.rand(B, generator=generator, device=dev))
     x_t, _ = bd.q_sample(x0, gamma, generator)
-    logits = forward(images[:, -1], x_t, gamma, cond)["logits"].float()  # (B, 2*2^n_bits, h, w)
+    self_cond_x0 = None
+    if cfg.self_cond:  # half the clips see a no-grad x0 estimate of their own x_t (Bit Diffusion), half zeros
+
+        def estimate(x_t_sub, gamma_sub, zeros, image_sub, cond_sub):
+            return model(image_sub, x_t_sub, gamma_sub, cond_sub, zeros)["logits"].float()
+        self_cond_x0 = bd.self_cond_estimate(estimate, x_t, gamma, n_bits=cfg.n_bits, b=cfg.bit_scale,
+                                             objective="softmax", generator=generator, extra=(images[:, -1], cond))
+    logits = forward(images[:, -1], x_t, gamma, cond, self_cond_x0)["logits"].float()  # (B, 2*2^n_bits, h, w)
     weight = pixel_weights(target[:, 1], cfg.max_instances, cfg.mask_weight_p)
     n = 2 ** cfg.n_bits
     loss_cls = bd.softmax_xent_loss(logits[:, :n], target[:, :1], weight)
@@ -621,13 +636,13 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
         cond = condition_input(cond_maps, frame_difference(x, prev), cfg.cond, cfg.n_bits, cfg.bit_scale)
         last = {}
 
-        def denoise_fn(x_t, gamma, self_cond_x0):  # self_cond_x0 is None: no self-conditioning
-            last["logits"] = model.denoise(x_t, gamma, feats, cond)  # (1, 2 * 2^n_bits, h, w)
+        def denoise_fn(x_t, gamma, self_cond_x0):  # self_cond_x0: the last x0 estimate (None without self_cond)
+            last["logits"] = model.denoise(x_t, gamma, feats, cond, self_cond_x0)  # (1, 2 * 2^n_bits, h, w)
             return last["logits"]
 
         # the x0 estimate ddim_sample returns is not used: decode_logits reads the last step's logits
         bd.ddim_sample(denoise_fn, (1, 2 * cfg.n_bits, h, w), steps=steps, td=td, b=cfg.bit_scale, n_bits=cfg.n_bits,
-                       generator=generator, device=x.device)
+                       self_cond=cfg.self_cond, generator=generator, device=x.device)
         pred = decode_logits(last["logits"][0].float(), cfg)  # (2, h, w) model ids, fed back as the next condition
         history = history[1:] + [pred]
         prev = x

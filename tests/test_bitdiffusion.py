@@ -274,6 +274,13 @@ def test_self_cond_estimate_subset_zero_slot_and_no_grad():
     (got_gamma, sc), = received
     assert torch.equal(sc, torch.zeros(3, 4, 3, 3)) and torch.equal(got_gamma.sort().values, gamma[used])
     assert torch.allclose(est[used], net(x_t[used]).clamp(-0.1, 0.1))
+    extra = torch.arange(1.0, 7.0)  # a per-example input (an image, a condition) is indexed like x_t
+
+    def denoise_with_extra(x_t, gamma, sc, e):
+        return x_t * 0 + e.view(-1, 1, 1, 1)
+    est = bd.self_cond_estimate(denoise_with_extra, x_t, gamma, n_bits=4, b=10.0, objective="l2", extra=(extra,))
+    used = est.flatten(1).abs().sum(1) > 0
+    assert used.sum().item() == 3 and torch.equal(est[used][:, 0, 0, 0], extra[used])
     assert torch.equal(bd.self_cond_estimate(denoise, x_t, gamma, n_bits=4, b=0.1, objective="l2", rate=0.0),
                        torch.zeros_like(x_t))
     with pytest.raises(ValueError):

@@ -67,7 +67,8 @@ def test_condition_oracle_with_a_model_that_copies_its_condition(tmp_path, monke
     torch.save({"model": model.state_dict(), "config": asdict(cfg), "step": 0,
                 "args": {"model": "pix2seq_d", "dataset": "synthetic", "seed": 0}}, ckpt)
 
-    def copy_condition(x_t, gamma, feats, cond):  # (1, 2 n_bits [+ 3], h, w) condition -> one-hot logits of its mask
+    # (1, 2 n_bits [+ 3], h, w) condition -> one-hot logits of its mask
+    def copy_condition(x_t, gamma, feats, cond, self_cond_x0=None):
         last = bd.decode(cond[:, :2 * cfg.n_bits], cfg.n_bits)  # (1, 2, h, w): class + 1, id
         n = 2 ** cfg.n_bits
         return torch.cat([F.one_hot(last[:, 0], n), F.one_hot(last[:, 1], n)], -1).permute(0, 3, 1, 2).float() * 10

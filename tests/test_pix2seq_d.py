@@ -319,7 +319,7 @@ class _CopyStub(torch.nn.Module):
     def encode(self, image):
         return {"shape": image.shape}
 
-    def denoise(self, x_t, gamma, feats, cond):
+    def denoise(self, x_t, gamma, feats, cond, self_cond_x0=None):
         B, _, h, w = x_t.shape
         prev = bd.decode(cond[:, -19:-3], 8)  # (B, 2, h, w) the t-1 frame
         cls = torch.full((B, h, w), 3)
@@ -373,6 +373,25 @@ def test_predict_video_smoke_real_model():
         next(P.predict_video(m.train(), [torch.rand(3, 24, 40)], steps=2))
 
 
+def test_self_cond_sampler_feeds_back_the_last_estimate():
+    """With cfg.self_cond, each DDIM step's decoder sees the clipped x0 estimate of the step before (zeros first)."""
+    torch.manual_seed(0)
+    m = P.Pix2SeqD(tiny(self_cond=True)).eval()
+    real = m.denoise
+    seen = []  # (self_cond_x0, logits) per decoder call
+
+    def recording_denoise(x_t, gamma, feats, cond, self_cond_x0=None):
+        logits = real(x_t, gamma, feats, cond, self_cond_x0)
+        seen.append((self_cond_x0, logits))
+        return logits
+
+    m.denoise = recording_denoise
+    next(P.predict_video(m, [torch.rand(3, 32, 64)], steps=3))
+    assert len(seen) == 3 and torch.equal(seen[0][0], torch.zeros_like(seen[0][0]))
+    for (_, logits_before), (self_cond_x0, _) in zip(seen, seen[1:]):
+        torch.testing.assert_close(self_cond_x0, bd.logits_to_x0(logits_before, 8, 0.1).clamp(-0.1, 0.1))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Learning
 
@@ -391,6 +410,30 @@ def test_every_parameter_gets_a_finite_gradient():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_self_cond_training_gives_half_the_clips_their_own_estimate():
+    """Training with cfg.self_cond (Bit Diffusion): floor(B/2) clips get the model's no-grad x0 estimate of their own
+    x_t in the decoder's extra 2 n_bits input channels, the others zeros (the slot's value at the first step)."""
+    torch.manual_seed(0)
+    m = P.Pix2SeqD(tiny(self_cond=True)).eval()  # eval: BatchNorm gives a clip the same output in any batch
+    assert m.decoder.conv_in.in_channels == P.Pix2SeqD(tiny()).decoder.conv_in.in_channels + 16
+    img, sem, ins = synthetic_clip()
+    calls = []
+
+    def recording_forward(image, x_t, gamma, cond, self_cond_x0=None):
+        calls.append((image, x_t, gamma, cond, self_cond_x0))
+        return m(image, x_t, gamma, cond, self_cond_x0)
+
+    B = 4
+    P.compute_loss(m, img[None].repeat(B, 1, 1, 1, 1), sem[None].repeat(B, 1, 1, 1), ins[None].repeat(B, 1, 1, 1),
+                   torch.Generator().manual_seed(0), forward=recording_forward)
+    (image, x_t, gamma, cond, self_cond_x0), = calls  # the estimate runs on the raw model, not on `forward`
+    used = self_cond_x0.flatten(1).abs().sum(1) > 0
+    assert used.sum().item() == B // 2 and not self_cond_x0.requires_grad
+    with torch.no_grad():
+        own = m(image[used], x_t[used], gamma[used], cond[used])["logits"]
+    torch.testing.assert_close(self_cond_x0[used], bd.logits_to_x0(own, 8, 0.1).clamp(-0.1, 0.1))
 
 
 def test_loss_falls_10x_overfitting_one_clip():
