@@ -519,6 +519,7 @@ def compute_loss(model, images, semantic, instance, generator=None, forward=None
       2. ids compacted and permuted per clip (permute_ids), shared by all frames of the clip;
       3. each conditioning frame is dropped to all void with p = frame_dropout (t-1 dropped: zero difference);
       4. t ~ U(0, 1), gamma = cos schedule, x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps at mask size;
+         with cfg.self_cond, half the clips also get the model's no-grad x0 estimate of their x_t (Bit Diffusion);
       5. loss = w_cls * CE(class logits) + w_ins * CE(id logits), per pixel weighted by pixel_weights.
     w_cls = w_ins = 0.5 gives the official mean over the two groups. Frame dropout, the permutation, t and
     eps come from `generator` (on the inputs' device). logs holds detached scalars. No host sync of its own:
@@ -605,11 +606,11 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
 
     Streaming (paper Sec. 3.3): per frame, pad to a multiple of 16 with 0.3, encode once, condition on the model's
     own last num_cond_frames predictions (all void before the video starts) and I_t - I_{t-1} (zero at frame 0),
-    run DDIM (`steps`, `td`, default cfg's) on the decoder, decode the last step's logits without a void choice
-    (decode_logits), upsample x2 nearest and crop. With cfg.thing_classes, instance 0 on stuff; ids that
-    re-appear after leaving the conditioning window get fresh ids (IdRemapper). The caller sets model.eval(), as
-    for any module at inference (infer.compile_for_inference passes a namespace of compiled encode / denoise with
-    the same cfg)."""
+    run DDIM (`steps`, `td`, default cfg's; with cfg.self_cond each step sees the last x0 estimate) on the
+    decoder, decode the last step's logits without a void choice (decode_logits), upsample x2 nearest and crop.
+    With cfg.thing_classes, instance 0 on stuff; ids that re-appear after leaving the conditioning window get fresh
+    ids (IdRemapper). The caller sets model.eval(), as for any module at inference (infer.compile_for_inference
+    passes a namespace of compiled encode / denoise with the same cfg)."""
     if getattr(model, "training", False):
         raise ValueError("pix2seq_d.predict_video: the model is in training mode; call model.eval() first")
     cfg = model.cfg
