@@ -456,10 +456,10 @@ class Pix2SeqD(nn.Module):
         """(B, 2*n_bits, h, w) x_t, (B,) gamma, encode() output, (B, C, h, w) cond -> (B, 2*2^n_bits, h, w) logits.
 
         With cfg.self_cond, self_cond_x0 (B, 2*n_bits, h, w) is the last x0 estimate (None: zeros); else ignored."""
-        if self.cfg.self_cond:
-            x0_slot = torch.zeros_like(x_t) if self_cond_x0 is None else self_cond_x0.to(x_t.dtype)
-            x_t = torch.cat([x_t, x0_slot], 1)  # (B, 4*n_bits, h, w)
-        return self.decoder(torch.cat([x_t, feats["fused"], cond], 1), gamma, feats["tokens"])
+        inputs = [x_t, feats["fused"], cond]
+        if self.cfg.self_cond:  # the slot goes right after x_t: (B, 2*n_bits, h, w)
+            inputs.insert(1, torch.zeros_like(x_t) if self_cond_x0 is None else self_cond_x0.to(x_t.dtype))
+        return self.decoder(torch.cat(inputs, 1), gamma, feats["tokens"])
 
     def forward(self, image, x_t, gamma, cond, self_cond_x0=None):
         """(B, 3, H, W), (B, 2*n_bits, H/2, W/2), (B,), (B, C, H/2, W/2), self_cond_x0 as in denoise
@@ -543,7 +543,8 @@ def compute_loss(model, images, semantic, instance, generator=None, forward=None
     gamma = bd.gamma_cosine(torch.rand(B, generator=generator, device=dev))
     x_t, _ = bd.q_sample(x0, gamma, generator)
     self_cond_x0 = None
-    if cfg.self_cond:  # half the clips see a no-grad x0 estimate of their own x_t (Bit Diffusion), half zeros
+    if cfg.self_cond:  # half the clips see a no-grad x0 estimate of their own x_t (Bit Diffusion), half zeros;
+        # the estimate runs on the raw model (eager, training-mode BatchNorm as the official code), not on `forward`
 
         def estimate(x_t_sub, gamma_sub, zeros, image_sub, cond_sub):
             return model(image_sub, x_t_sub, gamma_sub, cond_sub, zeros)["logits"].float()
