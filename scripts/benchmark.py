@@ -13,6 +13,8 @@ Per model, preset and mode:
              at both ends). frames/s counts all B * T frames of the clips (Pix2Seq-D's network sees only the last
              frame of each clip; the earlier ones enter as ground-truth masks and the frame difference); clips/s
              = B per step. Not timed: data loading, grad clipping, EMA and the finite-loss check of train.py.
+  first step wall seconds of the first warm-up step: in compile mode mostly compiling (dynamo, AOTAutograd,
+             inductor) the training forward and backward; in eager mode CUDA / cuDNN start-up. '-' with --warmup 0.
   memory     CUDA: torch.cuda.max_memory_allocated over the training steps. CPU: peak resident set size of the
              process (VmHWM, reset per row via /proc/self/clear_refs; else resource.getrusage's ru_maxrss, which
              is the process peak so far), marked "RSS".
@@ -194,19 +196,25 @@ def count_flops(module, raw, batch, generator):
 
 
 def time_training(module, model, raw, batch, device, autocast, args):
-    """-> (ms per step, peak memory string) of --iters steps after --warmup, with a fresh AdamW."""
+    """-> (ms per step, peak memory string, seconds of the first warm-up step or None) of --iters steps after
+    --warmup, with a fresh AdamW."""
     optimizer = torch.optim.AdamW(raw.parameters(), lr=1e-4, weight_decay=0.05, fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(args.seed)
     raw.train()
     reset_peak_memory(device)
-    for _ in range(args.warmup):
+    first = None
+    for i in range(args.warmup):
+        t0 = time.perf_counter()
         train_step(module, model, raw, optimizer, batch, autocast, generator)
+        if i == 0:
+            sync(device)
+            first = time.perf_counter() - t0
     sync(device)
     t0 = time.perf_counter()
     for _ in range(args.iters):
         train_step(module, model, raw, optimizer, batch, autocast, generator)
     sync(device)
-    return (time.perf_counter() - t0) * 1000 / args.iters, peak_memory(device)
+    return (time.perf_counter() - t0) * 1000 / args.iters, peak_memory(device), first
 
 
 def infer_fps(name, net, frames, device, autocast, warmup, seed, **kw):
@@ -313,8 +321,8 @@ OPS_COLUMNS = ["model", "preset", "crop", "batch", "forward ops: network", "forw
                "syncing ops"]
 DATA_COLUMNS = ["model", "crop", "scale", "frames/clip", "image PNG ms/frame", "label PNG ms/frame", "ms/clip",
                 "clips/s per worker"]
-COLUMNS = ["model", "preset", "mode", "crop", "batch", "train ms/step", "train clips/s", "train frames/s", "peak mem",
-           "GFLOP/step", "MFU", "infer frames/s (20 steps)", "infer frames/s (5 steps / tracking)"]
+COLUMNS = ["model", "preset", "mode", "crop", "batch", "train ms/step", "first step s", "train clips/s",
+           "train frames/s", "peak mem", "GFLOP/step", "MFU", "infer frames/s (20 steps)", "infer frames/s (5 steps / tracking)"]
 
 
 def benchmark_rows(name, preset, args, device):
@@ -338,7 +346,7 @@ def benchmark_rows(name, preset, args, device):
         raw.load_state_dict(init)
         torch.compiler.reset()  # no graphs or automatic-dynamic shapes carried over from other rows
         model = torch.compile(raw, dynamic=False) if compiled else raw
-        ms, mem = time_training(module, model, raw, batch, device, autocast, args)
+        ms, mem, first = time_training(module, model, raw, batch, device, autocast, args)
         raw.load_state_dict(init)
         raw.eval()
         torch.compiler.reset()
@@ -350,7 +358,8 @@ def benchmark_rows(name, preset, args, device):
         elif frames:
             fps[1] = f"{infer_fps(name, net, frames, device, autocast, args.warmup, args.seed):.2f}"
         mfu = f"{100 * flops / (ms / 1e3) / (args.peak_tflops * 1e12):.1f}%" if args.peak_tflops else "-"
-        rows.append([name, preset, label, f"{H}x{W}", f"{B}x{T}", f"{ms:.1f}", f"{B / ms * 1e3:.2f}",
+        first = "-" if first is None else f"{first:.1f}"
+        rows.append([name, preset, label, f"{H}x{W}", f"{B}x{T}", f"{ms:.1f}", first, f"{B / ms * 1e3:.2f}",
                      f"{B * T / ms * 1e3:.2f}", mem, f"{flops / 1e9:.1f}", mfu, *fps])
         print("done: " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     del raw, model, net, batch, frames

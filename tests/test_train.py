@@ -336,7 +336,8 @@ def test_kitti_step_tree_trains_and_refuses_leaks(tmp_path):
     ckpt = train.main(train.parse_args(base + FAST))
     assert torch.load(ckpt, weights_only=True)["step"] == 2
     data.write_kitti_step(seqs[:1], root, "val", "videoknet")  # sequence 0000 now in both splits
-    with pytest.raises(ValueError, match=r"\['0000'\] are in both the train and the val split"):
+    leak = r"\['0000'\] are in both the train and the val split"
+    with pytest.raises(ValueError, match=leak), pytest.warns(UserWarning, match="of the official train split"):
         train.main(train.parse_args(base + FAST))
 
 
