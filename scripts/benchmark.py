@@ -65,6 +65,7 @@ DEFAULTS = {  # per preset: training crop, clips per step, inference frame size 
     "paper": dict(crop=(384, 1248), batch={"pix2seq_d": 8, "video_knet": 2}, infer=(375, 1242)),
 }
 H100_BF16_TFLOPS = 989.0  # H100 SXM dense bf16 peak
+START = time.perf_counter()  # progress lines count seconds from here
 aten = torch.ops.aten
 CPU_SDPA_FLOPS = {  # flop_counter knows the CUDA attention kernels, not the one SDPA uses on CPU
     aten._scaled_dot_product_flash_attention_for_cpu:
@@ -175,6 +176,11 @@ def git_commit():
 
 # -----------------------------------------------------------------------------
 # Training step, FLOPs, inference
+
+def progress(what):
+    """One line to stderr with the seconds since the script started: a run cut by a time limit shows where it was."""
+    print(f"[{time.perf_counter() - START:.0f} s] {what}", file=sys.stderr, flush=True)
+
 
 def train_step(module, model, raw, optimizer, batch, autocast, generator):
     """One training step; `model` is raw or its compiled wrapper (compute_loss reads raw's config, calls model)."""
@@ -346,7 +352,9 @@ def benchmark_rows(name, preset, args, device):
         raw.load_state_dict(init)
         torch.compiler.reset()  # no graphs or automatic-dynamic shapes carried over from other rows
         model = torch.compile(raw, dynamic=False) if compiled else raw
+        progress(f"{name} | {preset} | {label}: training (the first step compiles in compile mode)")
         ms, mem, first = time_training(module, model, raw, batch, device, autocast, args)
+        progress(f"{name} | {preset} | {label}: inference (first pass untimed)")
         raw.load_state_dict(init)
         raw.eval()
         torch.compiler.reset()
