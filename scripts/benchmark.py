@@ -328,7 +328,8 @@ OPS_COLUMNS = ["model", "preset", "crop", "batch", "forward ops: network", "forw
 DATA_COLUMNS = ["model", "crop", "scale", "frames/clip", "image PNG ms/frame", "label PNG ms/frame", "ms/clip",
                 "clips/s per worker"]
 COLUMNS = ["model", "preset", "mode", "crop", "batch", "train ms/step", "first step s", "train clips/s",
-           "train frames/s", "peak mem", "GFLOP/step", "MFU", "infer frames/s (20 steps)", "infer frames/s (5 steps / tracking)"]
+           "train frames/s", "peak mem", "GFLOP/step", "MFU", "infer frames/s (20 steps)",
+           "infer frames/s (5 steps / tracking)"]
 
 
 def benchmark_rows(name, preset, args, device):
@@ -353,7 +354,7 @@ def benchmark_rows(name, preset, args, device):
         torch.compiler.reset()  # no graphs or automatic-dynamic shapes carried over from other rows
         model = torch.compile(raw, dynamic=False) if compiled else raw
         progress(f"{name} | {preset} | {label}: training (the first step compiles in compile mode)")
-        ms, mem, first = time_training(module, model, raw, batch, device, autocast, args)
+        ms, mem, first_s = time_training(module, model, raw, batch, device, autocast, args)
         progress(f"{name} | {preset} | {label}: inference (first pass untimed)")
         raw.load_state_dict(init)
         raw.eval()
@@ -366,7 +367,7 @@ def benchmark_rows(name, preset, args, device):
         elif frames:
             fps[1] = f"{infer_fps(name, net, frames, device, autocast, args.warmup, args.seed):.2f}"
         mfu = f"{100 * flops / (ms / 1e3) / (args.peak_tflops * 1e12):.1f}%" if args.peak_tflops else "-"
-        first = "-" if first is None else f"{first:.1f}"
+        first = "-" if first_s is None else f"{first_s:.1f}"
         rows.append([name, preset, label, f"{H}x{W}", f"{B}x{T}", f"{ms:.1f}", first, f"{B / ms * 1e3:.2f}",
                      f"{B * T / ms * 1e3:.2f}", mem, f"{flops / 1e9:.1f}", mfu, *fps])
         print("done: " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
