@@ -93,7 +93,7 @@ def parse_args(argv=None):
     p.add_argument("--init_from", help="checkpoint to start from (e.g. Cityscapes pre-training); weights only; ours, "
                                        "or for video_knet the authors' mmdet K-Net / Video K-Net checkpoint")
     p.add_argument("--allow_partial_init", action=argparse.BooleanOptionalAction, default=False,
-                   help=f"accept an --init_from that fills under {MIN_INIT_COVERAGE:.0%} of the tensors it should, "
+                   help=f"accept an --init_from that fills under {MIN_INIT_COVERAGE:.0%}% of the tensors it should, "
                         "or with tensors of other shapes (skipped, listed)")
     p.add_argument("--backbone_weights", help="torchvision ResNet-50 state_dict file (ImageNet)")
     p.add_argument("--freeze_bn", action=argparse.BooleanOptionalAction, default=None,

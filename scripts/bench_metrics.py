@@ -12,6 +12,7 @@ metrics.md (not copied):
     np.unique over gt * 256**3 + pred, then Python loops over the pairs, the GT and the predicted segments.
 Both baselines must agree with metrics.py (STQ/AQ/SQ and VPQ per k to 1e-9) or the script fails. No PNG I/O is timed.
 """
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -213,7 +214,8 @@ def best_of(fn, repeat=3):
     return min(times), out
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # no options: --help only
     frames = synthetic_sequence()
     n_gt = len(np.unique(np.concatenate([(gs * 65536 + gi).ravel() for gs, gi, _, _ in frames])))
 

@@ -6,8 +6,8 @@
 Columns: lines; mean characters per non-blank line; lines over 100 characters; packed assignments (`a, b = x, y`:
 a tuple assigned a tuple); the longest function or method and its length in lines (decorators not counted).
 """
+import argparse
 import ast
-import sys
 from pathlib import Path
 
 FILES = ["bitdiffusion.py", "pix2seq_d.py", "video_knet.py", "data.py", "metrics.py", "train.py", "infer.py"]
@@ -29,7 +29,9 @@ def stats(path):
 
 
 def main(argv=None):
-    files = (sys.argv[1:] if argv is None else argv) or [str(Path(__file__).resolve().parents[1] / f) for f in FILES]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("files", nargs="*", help="Python files (default: the seven top-level files)")
+    files = p.parse_args(argv).files or [str(Path(__file__).resolve().parents[1] / f) for f in FILES]
     print("| file | lines | chars/line | lines > 100 | packed `a, b = x, y` | longest function |")
     print("|---|---|---|---|---|---|")
     for f in files:

@@ -7,7 +7,7 @@ from scripts import bench_metrics
 def test_baselines_agree_with_metrics_and_table_prints(monkeypatch, capsys):
     monkeypatch.setattr(bench_metrics, "T", 11)
     monkeypatch.setattr(bench_metrics, "best_of", lambda fn, repeat=3: (1.0, fn()))
-    bench_metrics.main()
+    bench_metrics.main([])
     out = capsys.readouterr().out
     assert "11 frames" in out and "(baselines agree to 1e-9)" in out
     assert out.count("\n| ") == 6  # header, rule and four rows
