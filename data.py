@@ -183,7 +183,8 @@ def kitti_step_layout(root):
 
 def kitti_step_sequences(root, split):
     """KITTI-STEP root (either layout) and split in train/val/test -> [Sequence] (test: labels None)."""
-    root, layout, labelled = Path(root), kitti_step_layout(root), split != "test"
+    layout = kitti_step_layout(root)  # first: a missing root is a DataError, not a TypeError from Path(None)
+    root, labelled = Path(root), split != "test"
     if layout == "official":
         image_dir = root / "images" / split
         images = {(int(p.parent.name), int(p.stem)): p for p in image_dir.glob("*/*.png")
@@ -504,11 +505,11 @@ def load_sequences(dataset, root=None, split="train", **synthetic_kw):
         return cityscapes_sequences(root, split)
     if dataset in ("synthetic", "synthetic_hard"):  # train, val and test use disjoint seeds, so val is held out
         if split not in SYNTHETIC_VIDEOS:
-            raise ValueError(f"{dataset} split {split!r}: train, val or test")
+            raise DataError(f"{dataset} split {split!r}: train, val or test")
         hard = SYNTHETIC_HARD if dataset == "synthetic_hard" else {}
         kw = {**SYNTHETIC_DEFAULTS, **hard, "num_videos": SYNTHETIC_VIDEOS[split], **synthetic_kw}
         return synthetic_sequences(seed={"train": 0, "val": 100_000, "test": 200_000}[split], **kw)
-    raise ValueError(f"unknown dataset {dataset!r}: kitti_step, cityscapes, synthetic or synthetic_hard")
+    raise DataError(f"unknown dataset {dataset!r}: kitti_step, cityscapes, synthetic or synthetic_hard")
 
 
 def describe(sequences, frames_per_sequence=20):

@@ -51,6 +51,38 @@ class UserError(ValueError):
     """A mistake in the command or in the files it names, not a bug: the scripts print `error: ...`, no traceback."""
 
 
+def run_cli(main, *args):
+    """main(*args) for a command line: a UserError or data.DataError (a mistake in the command or its files) prints
+    one line `error: ...` and exits with status 2; a bug keeps its traceback."""
+    try:
+        return main(*args)
+    except (UserError, data.DataError) as e:
+        message = str(e).strip()
+        if "Original Traceback" in message:  # raised in a DataLoader worker: keep the worker's own last line
+            message = message.splitlines()[-1].split("Error: ", 1)[-1]
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_device(name):
+    """--device string -> torch.device; UserError for a name torch does not know or a GPU this torch cannot use."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise UserError(f"--device {name}: no CUDA device is available (torch {torch.__version__} is {build}); "
+                        "use --device cpu")
+    return device
+
+
+def check_out_dir(path, flag):
+    """Output folder -> None; UserError when the path exists and is not a folder (e.g. a checkpoint file)."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UserError(f"{flag} {path}: a file of that name exists; give a folder")
+
+
 def torch_load(path, flag, objects_hint=""):
     """File path -> torch.load(path, weights_only=True); UserError naming the flag and the file when that fails."""
     if not Path(path).is_file():
@@ -280,6 +312,10 @@ def parse_args(argv=None):
         p.error(f"--dataset {args.dataset} needs --root")
     if args.height < 0:
         p.error(f"--height {args.height}: must be >= 0 (0 = frames as they are)")
+    if args.steps is not None and args.steps < 1 or args.td is not None and args.td < 0:
+        p.error(f"--steps {args.steps} / --td {args.td}: need steps >= 1 and td >= 0")
+    if args.max_frames < 0:
+        p.error(f"--max_frames {args.max_frames}: must be >= 0 (0 = all)")
     if args.frames and (args.root or args.dataset != "synthetic"):
         p.error("--frames replaces --dataset and --root: give one or the other")
     if args.dataset.startswith("synthetic") and args.root:
@@ -288,7 +324,8 @@ def parse_args(argv=None):
 
 
 def main(args):
-    device = torch.device(args.device)
+    device = check_device(args.device)
+    check_out_dir(args.out, "--out")
     # --- system: bf16 autocast + torch.compile on CUDA (the network only; metrics run in numpy), eager fp32 on CPU
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cuda = device.type == "cuda"
@@ -321,8 +358,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except (UserError, data.DataError) as e:  # a mistake in the command or its files: one line; bugs keep a traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, parse_args())

@@ -31,7 +31,8 @@ import torch
 from tqdm import tqdm
 
 import data
-from infer import MODELS, UserError, build_model, check_checkpoint, evaluate, format_scores, read_checkpoint, torch_load
+from infer import (MODELS, UserError, build_model, check_checkpoint, check_device, check_out_dir, evaluate, format_scores,
+                   read_checkpoint, run_cli, torch_load)
 
 # Training recipes. paper: the reference facts (Pix2Seq-D video recipe: AdamW wd 0.05, clip 1, EMA 0.99, constant LR,
 # no scale jitter; Video K-Net: AdamW 1e-4 wd 0.05, backbone LR x0.25, warmup 1000, x0.1 at 9/12 and 11/12 of the
@@ -55,6 +56,10 @@ RECIPES = {
 # Backbone LR multiplier with pre-trained weights (--backbone_weights / --init_from); from scratch it is 1: Video
 # K-Net's x0.25 protects ImageNet features and would only slow a randomly initialised backbone.
 BACKBONE_LR_MULT = {"pix2seq_d": 1.0, "video_knet": 0.25}
+# Training flags a --resume may change (noted when it does): --max_iters may grow to extend a run, the rest is legal
+# but makes the resumed run differ from one long run.
+RESUME_NOTED = ("root", "crop", "scale", "batch_size", "lr", "weight_decay", "grad_clip", "warmup", "backbone_lr_mult",
+                "schedule", "ema", "seed")
 # An --init_from filling less than this share of the tensors it should is an error without --allow_partial_init.
 MIN_INIT_COVERAGE = 0.95
 
@@ -124,9 +129,14 @@ def parse_args(argv=None):
         p.error(f"--root {args.root} is given but --dataset is {args.dataset}: add --dataset kitti_step or cityscapes")
     if args.model != "pix2seq_d" and (args.cond or args.num_cond_frames):
         p.error(f"--cond and --num_cond_frames are Pix2Seq-D flags; --model is {args.model}")
-    for k in ("batch_size", "max_iters", "eval_interval", "log_interval"):
+    for k in ("batch_size", "max_iters", "eval_interval", "log_interval", "lr"):
         if getattr(args, k) <= 0:
             p.error(f"--{k} must be positive, got {getattr(args, k)}")
+    for k in ("weight_decay", "grad_clip", "warmup", "eval_videos", "eval_frames", "num_workers", "backbone_lr_mult"):
+        if getattr(args, k) is not None and getattr(args, k) < 0:
+            p.error(f"--{k} must be >= 0, got {getattr(args, k)}")
+    if not 0 <= args.ema < 1:
+        p.error(f"--ema must be in [0, 1) (0 = evaluate the raw weights), got {args.ema}")
     pretrained = bool(args.backbone_weights or args.init_from)
     if args.freeze_bn is None:
         args.freeze_bn = args.model == "video_knet" and pretrained
@@ -154,6 +164,7 @@ def setup_system(args):
     """-> (ddp, rank, world, device, autocast). One process per device under torchrun (args.device becomes
     cuda:LOCAL_RANK there, as printed and saved); bf16 autocast and TF32 on CUDA, eager fp32 on CPU. The same seed
     on every rank gives the same initial weights."""
+    check_device(args.device)  # before any process group: a CPU-only torch under torchrun fails on NCCL otherwise
     ddp = int(os.environ.get("RANK", -1)) != -1
     rank, world = 0, 1
     if ddp:  # a long rank-0 evaluation must not trip the collective timeout of the waiting ranks
@@ -491,6 +502,15 @@ def restore_checkpoint(ckpt_path, args, cfg, model, ema, optimizer, generator, r
         why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
                         "that wrote it, or use another --out_dir") from None
+    if ckpt["args"].get("dataset") != args.dataset:
+        raise UserError(f"--resume: {ckpt_path} was trained on {ckpt['args'].get('dataset')}, this run is on "
+                        f"{args.dataset}: pass --dataset {ckpt['args'].get('dataset')} or another --out_dir")
+    here = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}  # as the checkpoint saves them
+    changed = [f"--{k} {ckpt['args'].get(k)} there, {here[k]} here" for k in RESUME_NOTED
+               if ckpt["args"].get(k) != here[k]]
+    if changed and rank == 0:
+        print(f"--resume: this run's flags differ from those that wrote {ckpt_path}, and apply from here on: "
+              + "; ".join(changed))
     saved_world = ckpt["args"].get("world", 1)
     if ckpt.get("generator") is not None and world == saved_world:
         generator.set_state(ckpt["generator"][rank])
@@ -618,6 +638,7 @@ def main(args):
     ddp, rank, world, device, autocast = setup_system(args)
     master, cuda = rank == 0, device.type == "cuda"
     out_dir = Path(args.out_dir)
+    check_out_dir(out_dir, "--out_dir")
     ckpt_path = out_dir / "ckpt.pt"
     resume = will_resume(args, ckpt_path, master)
     train_seqs, eval_seqs = load_splits(args)
@@ -708,8 +729,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except (UserError, data.DataError) as e:  # a mistake in the command or its files: one line; bugs keep a traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, parse_args())  # a mistake in the command or its files: one line `error: ...`; bugs keep a traceback

@@ -115,7 +115,8 @@ def run_all(runs, args):
             proc.wait()
             out.close()
     if failed:
-        raise RuntimeError(f"{len(failed)} runs failed: " + ", ".join(str(r) for r in failed))
+        raise infer.UserError(f"{len(failed)} runs failed (each run's train.out says why): "
+                              + ", ".join(str(r) for r in failed))
 
 
 def report(runs, args):
@@ -174,4 +175,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    infer.run_cli(main)  # a mistake in the command or its files: one line `error: ...`

@@ -68,12 +68,13 @@ def conditioned_on(truth, which):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True)
+    p.add_argument("--root", help="dataset root, for a checkpoint trained on kitti_step or cityscapes")
     p.add_argument("--split", default="val")
     args = p.parse_args(argv)
     model, ckpt = infer.load_checkpoint(args.ckpt)
     if ckpt["args"]["model"] != "pix2seq_d":
         raise SystemExit(f"error: --ckpt {args.ckpt} is a {ckpt['args']['model']} checkpoint; this is for pix2seq_d")
-    sequences = data.load_sequences(ckpt["args"]["dataset"], None, args.split)
+    sequences = data.load_sequences(ckpt["args"]["dataset"], args.root, args.split)
     rows = {}
     try:
         for label, which in MODES.items():
@@ -97,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    infer.run_cli(main)  # a mistake in the command or its files: one line `error: ...`

@@ -42,26 +42,35 @@ def decode_bits(logits, cfg):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True)
+    p.add_argument("--root", help="dataset root, for a checkpoint trained on kitti_step or cityscapes")
     p.add_argument("--split", default="val")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="one more row: today's decoding with these numeric config fields changed")
     args = p.parse_args(argv)
     model, ckpt = infer.load_checkpoint(args.ckpt)
     name, seed = ckpt["args"]["model"], ckpt["args"]["seed"]
-    sequences = data.load_sequences(ckpt["args"]["dataset"], None, args.split)
+    sequences = data.load_sequences(ckpt["args"]["dataset"], args.root, args.split)
+    defaults = dict(vars(model.cfg))
+    changes = {}  # --set row label -> {field: value}, checked before minutes of evaluation
+    for change in args.set:
+        changes[change] = {}
+        for item in change.split(","):
+            key, _, value = item.partition("=")
+            if key not in defaults:
+                p.error(f"--set {item}: {name}'s config has no field {key!r} (expected KEY=VALUE)")
+            try:
+                changes[change][key] = type(defaults[key])(float(value))
+            except (TypeError, ValueError):
+                p.error(f"--set {item}: expected KEY=NUMBER")
     rows = {}
     for label, merge, decode in (("now", MERGE, DECODE), ("before", merge_leaving_void, decode_bits)):
         video_knet.panoptic_merge, pix2seq_d.decode_logits = merge, decode
         kw = dict(generator=torch.Generator().manual_seed(seed)) if name == "pix2seq_d" else {}  # as train.py's eval
         rows[label] = infer.evaluate(model, name, sequences, torch.device("cpu"), progress=False, **kw)
     video_knet.panoptic_merge, pix2seq_d.decode_logits = MERGE, DECODE
-    defaults = dict(vars(model.cfg))
-    for change in args.set:
-        for item in change.split(","):
-            key, value = item.split("=")
-            if key not in defaults:
-                p.error(f"--set {item}: {name}'s config has no field {key}")
-            setattr(model.cfg, key, type(defaults[key])(float(value)))
+    for change, fields in changes.items():
+        for key, value in fields.items():
+            setattr(model.cfg, key, value)
         kw = dict(generator=torch.Generator().manual_seed(seed)) if name == "pix2seq_d" else {}
         rows[change] = infer.evaluate(model, name, sequences, torch.device("cpu"), progress=False, **kw)
         for key, value in defaults.items():
@@ -73,4 +82,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    infer.run_cli(main)  # a mistake in the command or its files: one line `error: ...`

@@ -39,6 +39,7 @@ def kernel_outputs(model, image):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True)
+    p.add_argument("--root", help="dataset root, for a checkpoint trained on kitti_step or cityscapes")
     p.add_argument("--split", default="test", help="test by default: keep the val videos for reporting")
     p.add_argument("--videos", type=int, default=3)
     p.add_argument("--show", type=int, default=0, help="frames of the first video to list object by object")
@@ -46,7 +47,7 @@ def main(argv=None):
     model, ckpt = infer.load_checkpoint(args.ckpt)
     name = ckpt["args"]["model"]
     total = collections.Counter()
-    for v, seq in enumerate(data.load_sequences(ckpt["args"]["dataset"], None, args.split)[: args.videos]):
+    for v, seq in enumerate(data.load_sequences(ckpt["args"]["dataset"], args.root, args.split)[: args.videos]):
         kw = dict(generator=torch.Generator().manual_seed(ckpt["args"]["seed"])) if name == "pix2seq_d" else {}
         previous = {}  # GT instance -> predicted (class, id) matched in the previous frame
         for t, sem, ins in infer.predict_sequence(model, name, seq, torch.device("cpu"), **kw):
@@ -83,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    infer.run_cli(main)  # a mistake in the command or its files: one line `error: ...`

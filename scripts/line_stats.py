@@ -35,7 +35,10 @@ def main(argv=None):
     print("| file | lines | chars/line | lines > 100 | packed `a, b = x, y` | longest function |")
     print("|---|---|---|---|---|---|")
     for f in files:
-        n, chars, over, packed, (length, name) = stats(f)
+        try:
+            n, chars, over, packed, (length, name) = stats(f)
+        except (OSError, SyntaxError, UnicodeDecodeError) as e:
+            p.error(f"{f}: not a readable Python file ({type(e).__name__})")
         print(f"| {Path(f).name} | {n} | {chars:.0f} | {over} | {packed} | {name} ({length}) |")
 
 

@@ -58,7 +58,7 @@ def baselines(sem, inst, t):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "synthetic_hard"])
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     scorers = {}

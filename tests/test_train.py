@@ -182,6 +182,19 @@ def test_resume_is_exact(tmp_path, model, small_data):
     assert [r["loss"] for r in la if "loss" in r] == [r["loss"] for r in lb if "loss" in r]
 
 
+def test_resume_names_changed_flags_and_refuses_another_dataset(tmp_path, small_data, capsys):
+    """--resume with another --lr goes on and says so; with another --dataset it stops ("best STQ" would mix data)."""
+    args = ["--out_dir", str(tmp_path), "--eval_frames", "1", "--batch_size", "2", "--eval_videos", "1", "--crop",
+            "64x96", "--eval_interval", "1"]
+    train.main(train.parse_args(args + ["--max_iters", "1"]))
+    capsys.readouterr()
+    train.main(train.parse_args(args + ["--max_iters", "2", "--resume", "--lr", "2e-3"]))
+    out = capsys.readouterr().out
+    assert "flags differ from those that wrote" in out and "--lr 0.001 there, 0.002 here" in out
+    with pytest.raises(infer.UserError, match="was trained on synthetic, this run is on synthetic_hard"):
+        train.main(train.parse_args(args + ["--max_iters", "3", "--resume", "--dataset", "synthetic_hard"]))
+
+
 def test_skipped_steps_leave_no_trace(tmp_path, monkeypatch, small_data):
     """A NaN loss (NaN images: NaN BatchNorm statistics too) and then an inf loss (finite images: statistics moved)
     skip their steps: BatchNorm statistics restored, EMA and optimizer state exactly as before. Ten in a row stop
@@ -237,13 +250,20 @@ def test_bad_flags_are_clear(tmp_path, capsys):
                       (["--root", "DIR"], "--root DIR is given but --dataset is synthetic"),
                       (["--model", "video_knet", "--cond", "mask"], "--cond and --num_cond_frames are Pix2Seq-D flags"),
                       (["--num_cond_frames", "3"], "invalid choice: 3"),
-                      (["--max_iters", "0"], "--max_iters must be positive")]:
+                      (["--max_iters", "0"], "--max_iters must be positive"),
+                      (["--lr", "-1"], "--lr must be positive"),
+                      (["--grad_clip", "-1"], "--grad_clip must be >= 0"),  # a negative norm flips every gradient
+                      (["--num_workers", "-1"], "--num_workers must be >= 0"),
+                      (["--ema", "1"], "--ema must be in [0, 1)")]:
         with pytest.raises(SystemExit):
             train.parse_args(argv)
         assert msg in capsys.readouterr().err, argv
     with pytest.raises(SystemExit):
         infer.parse_args(["--root", "DIR"])
     assert "--root DIR is given but --dataset is synthetic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        infer.parse_args(["--steps", "0"])
+    assert "need steps >= 1 and td >= 0" in capsys.readouterr().err
     with pytest.raises(infer.UserError, match="nope.pt: file not found"):
         infer.load_checkpoint(tmp_path / "nope.pt")
 
@@ -384,7 +404,7 @@ def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
                                                  max_frames=2)
     val = data.load_sequences("synthetic_hard", split="val")[0]
     assert gt == np.mean([len(np.unique(val.label(t)[1])) - 1 for t in range(2)]) and 0 <= pred < 256
-    with pytest.raises(RuntimeError, match="1 runs failed"):  # a failing run is reported, with its log's path
+    with pytest.raises(infer.UserError, match="1 runs failed"):  # a failing run is reported, with its log's path
         ablation_cond.main(["--datasets", "synthetic", "--conds", "mask", "--seeds", "0", "--max_iters", "2",
                             "--out_dir", str(tmp_path), "--", "--crop", "65x96"])
     assert "FAILED" in capsys.readouterr().out
