@@ -20,7 +20,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
