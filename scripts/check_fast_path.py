@@ -270,6 +270,8 @@ def main(args):
     rows = []
     for name in args.models:
         for preset in args.presets:
+            print(f"start: {name} {preset}: {args.steps} steps eager, then compiled (a first compile takes minutes), "
+                  "then the loss and predict checks", file=sys.stderr, flush=True)
             r = check(name, preset, args, device)
             failed = [k for k, ok in r["pass"].items() if not ok]
             r["result"] = "FAIL: " + ", ".join(failed) if failed else "pass"
