@@ -446,6 +446,11 @@ class EMA:
 # Checkpoints and the log: a kill at any moment leaves the previous checkpoint or the new one, and a log that
 # --resume cuts back to that checkpoint's step
 
+def plain_args(args):
+    """argparse namespace -> dict as a checkpoint stores it (tuples such as --crop become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+
+
 def save_checkpoint(path, ckpt):
     """Plain-value checkpoint dict -> path: a temp file flushed to disk, then an atomic rename (never partial)."""
     path = Path(path)
@@ -482,11 +487,15 @@ def truncate_log(path, step):
 
 def restore_checkpoint(ckpt_path, args, cfg, model, ema, optimizer, generator, rank, world):
     """--resume: the weights, EMA, optimiser and (same world size) this rank's noise generator from ckpt_path ->
-    (step, best STQ). UserError when the checkpoint belongs to another model or config."""
+    (step, best STQ). UserError when the checkpoint belongs to another model, dataset or config; the training flags
+    changed since (RESUME_NOTED) are printed."""
     ckpt = read_checkpoint(ckpt_path, "--resume")
     if ckpt["args"]["model"] != args.model:
         raise UserError(f"--resume: {ckpt_path} holds a {ckpt['args']['model']} model, not {args.model}: pass "
                         f"--model {ckpt['args']['model']} or another --out_dir")
+    if ckpt["args"].get("dataset") != args.dataset:
+        raise UserError(f"--resume: {ckpt_path} was trained on {ckpt['args'].get('dataset')}, this run is on "
+                        f"{args.dataset}: pass --dataset {ckpt['args'].get('dataset')} or another --out_dir")
     try:
         model.load_state_dict(ckpt["model"])
         if ema is not None and ckpt.get("ema") is not None:
@@ -501,10 +510,7 @@ def restore_checkpoint(ckpt_path, args, cfg, model, ema, optimizer, generator, r
         why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
                         "that wrote it, or use another --out_dir") from None
-    if ckpt["args"].get("dataset") != args.dataset:
-        raise UserError(f"--resume: {ckpt_path} was trained on {ckpt['args'].get('dataset')}, this run is on "
-                        f"{args.dataset}: pass --dataset {ckpt['args'].get('dataset')} or another --out_dir")
-    here = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}  # as the checkpoint saves them
+    here = plain_args(args)
     changed = [f"--{k} {ckpt['args'].get(k)} there, {here[k]} here" for k in RESUME_NOTED
                if ckpt["args"].get(k) != here[k]]
     if changed and rank == 0:
@@ -546,7 +552,7 @@ def training_state(args, cfg, step, best, model, ema, optimizer, generator_state
     args (+ world size), step and best STQ so far (only this latest checkpoint is kept)."""
     return {"model": model.state_dict(), "ema": ema.model.state_dict() if ema is not None else None,
             "optimizer": optimizer.state_dict(), "config": asdict(cfg), "generator": generator_states,
-            "args": {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}, "world": world},
+            "args": {**plain_args(args), "world": world},
             "step": step, "best": best}
 
 

@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the repository root
 import data  # noqa: E402
-from scripts.benchmark import DEFAULTS, device_name, git_commit, make_clips  # noqa: E402
+from scripts.benchmark import DEFAULTS, device_name, git_commit, make_clips, progress  # noqa: E402
 from infer import MODELS, build_model, compile_for_inference, load_checkpoint  # noqa: E402
 from train import RECIPES  # noqa: E402
 
@@ -270,8 +270,8 @@ def main(args):
     rows = []
     for name in args.models:
         for preset in args.presets:
-            print(f"start: {name} {preset}: {args.steps} steps eager, then compiled (a first compile takes minutes), "
-                  "then the loss and predict checks", file=sys.stderr, flush=True)
+            progress(f"{name} | {preset}: {args.steps} steps eager, then compiled (a first compile takes minutes), "
+                     "then the loss and predict checks")
             r = check(name, preset, args, device)
             failed = [k for k, ok in r["pass"].items() if not ok]
             r["result"] = "FAIL: " + ", ".join(failed) if failed else "pass"
