@@ -76,8 +76,17 @@ def _open_png(path):
 
 
 def read_image(path):
-    """Image file -> uint8 (H, W, 3) RGB."""
-    return np.array(_open_png(path).convert("RGB"))
+    """Image file -> uint8 (H, W, 3) RGB. 16-bit grey images (PIL modes I;16 and I, e.g. 16-bit PNGs) are scaled
+    to 8 bits (x 255 / 65535), which PIL's convert("RGB") would clip to white; float images are an error."""
+    im = _open_png(path)
+    if im.mode.startswith("I"):
+        grey = np.asarray(im).astype(np.int64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise DataError(f"{path}: integer image values outside 0..65535 (min {grey.min()}, max {grey.max()})")
+        return np.repeat(((grey * 255 + 32767) // 65535).astype(np.uint8)[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise DataError(f"{path}: float image (PIL mode F): save frames as 8- or 16-bit images")
+    return np.array(im.convert("RGB"))
 
 
 def read_panoptic_png(path, num_classes=NUM_CLASSES, ignore_label=IGNORE_LABEL):

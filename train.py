@@ -309,21 +309,21 @@ def mmdet_name(key):
     return key
 
 
-def load_init(model, name, path, allow_partial=False):
+def load_init(model, name, path, allow_partial=False, flag="--init_from"):
     """Model + --init_from file -> summary line; loads in place what fits (of ours, the EMA weights if saved).
 
     The file: our checkpoint of the same model, or for video_knet the authors' mmdet K-Net / Video K-Net state_dict.
     UserError when it is foreign or holds the other model, and unless allow_partial when it fills under
     MIN_INIT_COVERAGE of the tensors it should (all; for a K-Net image checkpoint, which has none of the VIDEO_ONLY
-    modules, all others) or when one of ours has tensors of other shapes."""
+    modules, all others) or when one of ours has tensors of other shapes. Errors start with `flag` and the path."""
     hint = ("; for an mmdet checkpoint whose meta holds Python objects: if you trust it, save its state_dict alone: "
             "torch.save(torch.load(f, weights_only=False)['state_dict'], 'weights.pth')")
-    init = torch_load(path, "--init_from", hint if name == "video_knet" else "")
+    init = torch_load(path, flag, hint if name == "video_knet" else "")
     own, video = {k: tuple(v.shape) for k, v in model.state_dict().items()}, False
     if name == "video_knet" and not (isinstance(init, dict) and "model" in init):  # the authors' mmdet checkpoint
         state = init.get("state_dict", init) if isinstance(init, dict) else init
         if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
-            raise UserError(f"--init_from {path}: neither a checkpoint written by train.py nor an mmdet (Video) K-Net "
+            raise UserError(f"{flag} {path}: neither a checkpoint written by train.py nor an mmdet (Video) K-Net "
                             "state_dict (a dict of tensors, or one under 'state_dict')")
         ours = {k: mmdet_name(k) for k in state}
         result = MODELS["video_knet"].load_mmdet_checkpoint(model, state)
@@ -334,10 +334,10 @@ def load_init(model, name, path, allow_partial=False):
         expected = [k for k in own if video or not VIDEO_ONLY.match(k)]
     else:
         if isinstance(init, dict) and "state_dict" in init and "model" not in init:
-            raise UserError(f"--init_from {path}: an mmdet checkpoint ('state_dict'), for --model video_knet only")
-        check_checkpoint(init, path, "--init_from")
+            raise UserError(f"{flag} {path}: an mmdet checkpoint ('state_dict'), for --model video_knet only")
+        check_checkpoint(init, path, flag)
         if init["args"]["model"] != name:
-            raise UserError(f"--init_from {path} holds a {init['args']['model']} model, not {name}: pass --model "
+            raise UserError(f"{flag} {path} holds a {init['args']['model']} model, not {name}: pass --model "
                             f"{init['args']['model']} or a {name} checkpoint")
         state, kind, expected = init.get("ema") or init["model"], "train.py", list(own)
         ours = {k: k for k in state}
@@ -354,7 +354,7 @@ def load_init(model, name, path, allow_partial=False):
         why = (f"{len(wrong)} tensors differ in shape from this model's, e.g. {wrong[0]}; the model config must match "
                "(Pix2Seq-D: the same --preset, --cond and --num_cond_frames)" if kind == "train.py" and wrong else
                f"it fills {coverage:.1%} of the {len(expected)} tensors it should, under {MIN_INIT_COVERAGE:.0%}")
-        raise UserError(f"--init_from {path}: {why}; pass --allow_partial_init to start from it anyway. {text}")
+        raise UserError(f"{flag} {path}: {why}; pass --allow_partial_init to start from it anyway. {text}")
     return text
 
 
@@ -542,7 +542,8 @@ def evaluate_and_log(args, step, model, eval_seqs, device, autocast, log):
     result = evaluate(model.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
     tqdm.write(f"eval step {step} | {format_scores(result)}")
     scores = {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}
-    log.write(json.dumps({"step": step, "eval": scores}, default=float) + "\n")
+    run = {"model": args.model, "preset": args.preset, "dataset": args.dataset}  # so seed tables do not mix runs
+    log.write(json.dumps({"step": step, "eval": scores, **run}, default=float) + "\n")
     log.flush()
     return -1.0 if math.isnan(result["STQ"]) else result["STQ"]
 

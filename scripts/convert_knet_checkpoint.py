@@ -20,13 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train  # noqa: E402
 import video_knet  # noqa: E402
-from infer import UserError, build_model  # noqa: E402
+from infer import build_model, run_cli  # noqa: E402
 
 
 def convert(src, dst, allow_partial=False):
     """mmdet checkpoint path -> train.py-style checkpoint at dst; returns the import's summary line."""
     model, cfg = build_model("video_knet", dict(video_knet.PRESETS["paper"]))
-    line = train.load_init(model, "video_knet", src, allow_partial)
+    line = train.load_init(model, "video_knet", src, allow_partial, flag="source checkpoint")
     ckpt = {"model": model.state_dict(), "ema": None, "config": asdict(cfg), "step": 0,
             "args": {"model": "video_knet", "preset": "paper", "init_from": str(src)}}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
@@ -45,8 +45,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)  # a wrong file: one line `error: ...`, exit 2

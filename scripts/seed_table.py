@@ -16,13 +16,19 @@ import numpy as np
 KEYS = ("STQ", "AQ", "SQ", "VPQ")
 
 
+RUN = ("model", "preset", "dataset")  # what an evaluation line names (logs older than this field: not checked)
+
+
 def last_eval(run_dir):
-    """OUT_DIR -> (step, {STQ, AQ, SQ, VPQ}) of its last evaluation; SystemExit naming the file if there is none."""
+    """OUT_DIR -> (step, {STQ, AQ, SQ, VPQ}, (model, preset, dataset)) of its last evaluation; SystemExit naming the
+    file if there is none."""
     path = Path(run_dir) / "log.jsonl"
-    evals = [json.loads(line) for line in path.read_text().splitlines() if '"eval"' in line] if path.is_file() else []
+    if not path.is_file():
+        sys.exit(f"error: {path}: no such file (each RUN_DIR must be a train.py --out_dir)")
+    evals = [json.loads(line) for line in path.read_text().splitlines() if '"eval"' in line]
     if not evals:
         sys.exit(f"error: {path} has no evaluation yet (is the run finished?)")
-    return evals[-1]["step"], evals[-1]["eval"]
+    return evals[-1]["step"], evals[-1]["eval"], tuple(evals[-1].get(k) for k in RUN)
 
 
 def main(argv=None):
@@ -31,10 +37,13 @@ def main(argv=None):
     p.add_argument("--name", default="model", help="first column of the row")
     args = p.parse_args(argv)
     runs = [last_eval(d) for d in args.run_dirs]
-    steps = {s for s, _ in runs}
+    steps = {s for s, _, _ in runs}
     if len(steps) > 1:
         sys.exit(f"error: the runs ended at different steps {sorted(steps)}: not the same budget")
-    scores = {k: np.array([r[k] for _, r in runs]) for k in KEYS}
+    kinds = {what for _, _, what in runs if what != (None,) * len(RUN)}
+    if len(kinds) > 1:
+        sys.exit(f"error: the runs are of different {' / '.join(RUN)}: {sorted(kinds)}")
+    scores = {k: np.array([r[k] for _, r, _ in runs]) for k in KEYS}
     spread = lambda v: f"{v.mean():.3f} +- {v.std(ddof=1) if len(v) > 1 else 0:.3f}"  # noqa: E731
     row = [args.name] + [spread(scores[k]) for k in KEYS] + [str(len(runs))]
     row += [" ".join(f"{x:.3f}" for x in scores[k]) for k in ("STQ", "AQ")]

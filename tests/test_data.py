@@ -261,6 +261,21 @@ def test_error_truncated_png_names_file(tmp_path):
         data.read_image(tmp_path / "y.png")
 
 
+def test_read_image_scales_16_bit_grey_and_keeps_8_bit(tmp_path):
+    grey = np.array([[0, 257, 32896], [65535, 1000, 60000]], np.uint16)  # 0, 1, 128, 255, ~3.9, ~233.5 in 8 bits
+    Image.fromarray(grey).save(tmp_path / "g16.png")  # PIL reads it back as mode I;16
+    img = data.read_image(tmp_path / "g16.png")
+    assert img.dtype == np.uint8 and img.shape == (2, 3, 3)
+    assert (img == img[..., :1]).all()  # grey: three equal channels
+    assert img[..., 0].tolist() == [[0, 1, 128], [255, 4, 233]]  # not clipped to white
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert (data.read_image(tmp_path / "rgb.png") == rgb).all()
+    Image.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(data.DataError, match="f.tif: float image"):
+        data.read_image(tmp_path / "f.tif")
+
+
 def test_error_semantic_ids_out_of_range(tmp_path):
     p = tmp_path / "bad.png"
     data.write_panoptic_png(p, np.array([[0, 19, 254, 255]]), np.zeros((1, 4), int))

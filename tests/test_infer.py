@@ -129,3 +129,6 @@ def test_authors_checkpoint_converts_for_infer(tmp_path):
     assert ckpt["args"]["model"] == "video_knet" and ckpt["config"]["num_thing_kernels"] == 100
     assert all(c is not None for c in fills(model).values())  # every tensor holds one of the file's constants
     assert not list((tmp_path / "out").glob("*.tmp"))
+    torch.save({"foo": 1}, tmp_path / "foreign.pth")  # not a checkpoint: the error names the script's argument
+    with pytest.raises(infer.UserError, match=r"^source checkpoint .*foreign.pth: neither a checkpoint"):
+        convert_knet_checkpoint.convert(tmp_path / "foreign.pth", tmp_path / "out2" / "ckpt.pt")

@@ -439,6 +439,8 @@ def test_cli_json_on_png_tree_matches_reference(tmp_path, capsys):
     metrics.main(flags + ["--convention", "videoknet"])
     table = capsys.readouterr().out
     assert "STQ" in table and "VPQ k=3" in table and "VPQ mean" in table
+    assert "in percent" in table.splitlines()[0]  # the table says its unit: train.py and infer.py print fractions
+    assert f"STQ {100 * metrics.main(flags + ['--convention', 'videoknet', '--json'])['STQ']:7.2f}" in table
 
 
 def test_cli_runs_as_a_script_and_nan_is_null(tmp_path):

@@ -398,6 +398,7 @@ def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
     assert f"| baseline: semantics, things merged | {merged['STQ']:.3f} | {merged['AQ']:.3f} |" in out
     log = [json.loads(x) for x in (tmp_path / "synthetic_hard/mask_diff/seed3/log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2 and set(log[-1]["eval"]) == {"STQ", "AQ", "SQ", "VPQ"}
+    assert (log[-1]["model"], log[-1]["preset"], log[-1]["dataset"]) == ("pix2seq_d", "tiny", "synthetic_hard")
     ablation_cond.main(argv)  # finished runs are not trained again
     assert "2 of 2 runs already finished; 0 to go" in capsys.readouterr().out
     pred, gt = ablation_cond.thing_ids_per_frame(tmp_path / "synthetic_hard/mask_diff/seed3", "synthetic_hard", 3,
