@@ -188,6 +188,38 @@ def test_wide_id_range_draws_distinct_ids_without_skew_shared_by_the_clip():
     assert sorted(P.permute_ids(many, 256, id_range=8)[0, 0].flatten().tolist()) == list(range(20))
 
 
+def test_ids_left_to_right_numbers_objects_by_centroid_x():
+    ids = torch.tensor([[[0, 5, 5, 0, 2, 2, 0, 9],
+                         [0, 5, 0, 0, 2, 0, 0, 9]],
+                        [[7, 0, 0, 0, 0, 0, 0, 3],  # image 2: id 7 at x 0, id 3 spans x 4..7 (centroid 6.5)
+                         [0, 0, 0, 0, 3, 3, 3, 3]]])
+    out = P.ids_left_to_right(ids, 16)
+    assert out[0].tolist() == [[0, 1, 1, 0, 2, 2, 0, 3], [0, 1, 0, 0, 2, 0, 0, 3]]
+    assert out[1].tolist() == [[1, 0, 0, 0, 0, 0, 0, 2], [0, 0, 0, 0, 2, 2, 2, 2]]  # each image on its own
+
+
+def test_clips_without_condition_get_ids_left_to_right_in_the_tiny_preset(monkeypatch):
+    """dropped_ids="x_order" (tiny preset): a clip whose condition is dropped is trained on ids 1..n from left to right,
+    whatever the random permutation; with a condition, or with "random" (paper), the ids stay random."""
+    targets = []
+    real = bd.softmax_xent_loss
+    monkeypatch.setattr(bd, "softmax_xent_loss", lambda logits, t, w=None: targets.append(t) or real(logits, t, w))
+
+    def target_ids(cfg, seed):  # -> (id of the left box (raw 5, x 4..), id of the right box (raw 9, x 36..))
+        targets.clear()
+        _, (_, _, ins) = _captured_cond(cfg, seed)
+        ids, raw = targets[1][0, 0], ins[-1, ::2, ::2]
+        return ids[raw == 5].unique().item(), ids[raw == 9].unique().item()
+
+    assert tiny().dropped_ids == "x_order" and P.Pix2SeqDConfig().dropped_ids == "random"
+    for seed in range(6):
+        assert target_ids(tiny(frame_dropout=1.0), seed) == (1, 2)
+    for cfg in (tiny(frame_dropout=0.0), tiny(frame_dropout=1.0, dropped_ids="random")):
+        assert {target_ids(cfg, seed) for seed in range(6)} == {(1, 2), (2, 1)}  # the random permutation of 1, 2
+    with pytest.raises(ValueError, match="dropped_ids"):
+        tiny(dropped_ids="by_size")
+
+
 def test_pixel_weights_match_brute_force():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 5, (2, 5, 6), generator=g)
