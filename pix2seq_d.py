@@ -43,15 +43,14 @@ Differences from the paper / official code:
     image model (COCO) that learned it on every example, a from-scratch run does not. On the synthetic val split
     (1800 tiny steps, seeds 0-3, README): STQ 0.502 / AQ 0.301 against 0.479 / 0.273 at 0.2 (paired differences
     +0.023 +- 0.017 and +0.028 +- 0.021 standard error). The paper preset keeps 0.2.
-  - The tiny preset numbers the ids of a clip with no condition left to right (dropped_ids="x_order": 1..n by the
-    x of each object's centroid) instead of at random. Such a clip stands for frame 0, where the random ids have to
-    come from noise: with random targets, each object's id is a guess of its own, and neighbours often make the same
-    one (several pedestrians share an id, and every later frame copies the merge); an order read off the image
-    needs no guess. Clips with a
-    condition keep random ids, so copying ids from the previous mask is learned as before, and new objects still
-    get random ids. On the synthetic val split (1800 tiny steps, seeds 0-2, README): STQ 0.562 / AQ 0.376 against
-    0.496 / 0.293 with random ids (paired differences +0.066 +- 0.012 and +0.083 +- 0.013 standard error). The
-    paper preset keeps random ids.
+  - The tiny preset numbers the ids of a clip with no condition left to right (dropped_ids="x_order": 1..n by the x of
+    each object's centroid) instead of at random. Such a clip stands for frame 0, where the random ids have to come
+    from noise: with random targets, each object's id is a guess of its own, and neighbours often make the same one
+    (several pedestrians share an id, and every later frame copies the merge); an order read off the image needs no
+    guess. Clips with a condition keep random ids, so copying ids from the previous mask is learned as before, and new
+    objects still get random ids. On the synthetic val split (1800 tiny steps, seeds 0-2, README): STQ 0.562 / AQ
+    0.376 against 0.496 / 0.293 with random ids (paired differences +0.066 +- 0.012 and +0.083 +- 0.013 standard
+    error). The paper preset keeps random ids.
   - gamma is embedded as sinusoid(gamma * 1e4) (TransUNet default time_scaling; the panoptic configs do not set it).
 
 Shape letters: B batch, T frames (T = 1 + Tc conditioning frames), C channels, H W image, h w mask (= H/2, W/2),
@@ -191,7 +190,8 @@ def permute_ids(instance, max_instances, generator=None, id_range=0):
 
 def ids_left_to_right(ids, max_instances):
     """(B, h, w) int64 ids < max_instances -> same, the n ids of each image renumbered 1..n in the order of their
-    centroids' x (left to right; ties by id); 0 -> 0. No host sync: centroids by scatter_add, ranks by argsort."""
+    centroids' x (left to right; equal x in any order); 0 -> 0. No host sync: centroids by scatter_add, ranks by
+    argsort."""
     B = ids.shape[0]
     flat = ids.flatten(1)
     x = torch.arange(ids.shape[-1], device=ids.device, dtype=torch.float32).expand_as(ids).flatten(1)
