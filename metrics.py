@@ -367,7 +367,7 @@ def format_table(res, class_names=None):
     def pct(x):
         return "      -" if x is None or math.isnan(x) else f"{100 * x:7.2f}"
     lines = [f"{res['num_sequences']} sequences, {res['num_frames']} frames, convention {res['convention']}; all "
-             "scores in percent (train.py and infer.py print fractions: STQ 0.5770 here reads 57.70)",
+             "scores in percent (a fraction 0.5770 reads 57.70)",
              f"STQ {pct(res['STQ'])}   AQ {pct(res['AQ'])}   SQ {pct(res['SQ'])}   ({res['num_gt_tracks']} GT tracks)",
              "", f"{'':10}{'All':>8}{'Things':>8}{'Stuff':>8}"]
     for k in [*res["VPQ_per_window"], ""]:

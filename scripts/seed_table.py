@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 
 KEYS = ("STQ", "AQ", "SQ", "VPQ")
-
-
 RUN = ("model", "preset", "dataset")  # what an evaluation line names (logs older than this field: not checked)
 
 

@@ -121,6 +121,14 @@ def _captured_cond(cfg, seed=0):
     return seen[0][3], (img, sem, ins)
 
 
+def _capture_loss_targets(monkeypatch):
+    """-> a list that collects the target of every bd.softmax_xent_loss call (per compute_loss: classes, then ids)."""
+    targets = []
+    real = bd.softmax_xent_loss
+    monkeypatch.setattr(bd, "softmax_xent_loss", lambda logits, t, w=None: targets.append(t) or real(logits, t, w))
+    return targets
+
+
 def test_loss_conditions_on_ground_truth_previous_mask():
     cond, (img, sem, ins) = _captured_cond(tiny(frame_dropout=0.0))
     prev = bd.decode(cond[:, :16], 8)[0]  # (2, h, w): class + 1, permuted id of frame t-1
@@ -134,9 +142,7 @@ def test_loss_conditions_on_ground_truth_previous_mask():
 def test_condition_and_target_share_the_clips_id_permutation(monkeypatch):
     """The conditioning mask (frame t-1) and the target (frame t) carry each object under one permuted id: what
     lets the model copy ids from frame to frame. A wide id_range makes independent permutations disagree."""
-    targets = []
-    real = bd.softmax_xent_loss
-    monkeypatch.setattr(bd, "softmax_xent_loss", lambda logits, t, w=None: targets.append(t) or real(logits, t, w))
+    targets = _capture_loss_targets(monkeypatch)
     for seed in range(3):
         targets.clear()
         cond, (_, sem, ins) = _captured_cond(tiny(frame_dropout=0.0, id_range=200), seed)
@@ -201,9 +207,7 @@ def test_ids_left_to_right_numbers_objects_by_centroid_x():
 def test_clips_without_condition_get_ids_left_to_right_in_the_tiny_preset(monkeypatch):
     """dropped_ids="x_order" (tiny preset): a clip whose condition is dropped is trained on ids 1..n from left to right,
     whatever the random permutation; with a condition, or with "random" (paper), the ids stay random."""
-    targets = []
-    real = bd.softmax_xent_loss
-    monkeypatch.setattr(bd, "softmax_xent_loss", lambda logits, t, w=None: targets.append(t) or real(logits, t, w))
+    targets = _capture_loss_targets(monkeypatch)
 
     def target_ids(cfg, seed):  # -> (id of the left box (raw 5, x 4..), id of the right box (raw 9, x 36..))
         targets.clear()
