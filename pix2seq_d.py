@@ -87,7 +87,6 @@ class Pix2SeqDConfig:
     frame_dropout: float = 0.2  # p a conditioning frame becomes all void, zero difference (paper 0.2)
     mask_weight_p: float = 0.2  # pixel weight (1 / (instance size + 1))^p (paper 0.2)
     dropped_ids: str = "random"  # target ids of clips with no condition: "random" (paper) or "x_order" (1..n by x)
-    cond_merge: float = 0.0  # p a kept condition gives one object's id to its nearest neighbour (paper: none, 0)
     self_cond: bool = False  # Bit Diffusion self-conditioning: the decoder also sees its last x0 estimate (paper off)
     steps: int = 20  # DDIM steps at inference (paper 20)
     td: float = 1.0  # DDIM time difference, in steps (paper 1 or 2)
@@ -110,8 +109,6 @@ class Pix2SeqDConfig:
             raise ValueError(f"Pix2SeqDConfig: cond must be 'none', 'mask' or 'mask+diff', got {self.cond!r}")
         if self.dropped_ids not in ("random", "x_order"):
             raise ValueError(f"Pix2SeqDConfig: dropped_ids must be 'random' or 'x_order', got {self.dropped_ids!r}")
-        if not 0.0 <= self.cond_merge <= 1.0:
-            raise ValueError(f"Pix2SeqDConfig: cond_merge must be in [0, 1], got {self.cond_merge}")
         if self.num_cond_frames not in (1, 2):
             raise ValueError(f"Pix2SeqDConfig: num_cond_frames must be 1 or 2, got {self.num_cond_frames}")
         if not 2 <= self.max_instances <= 2 ** self.n_bits or self.num_classes + 1 > 2 ** self.n_bits:
@@ -204,30 +201,6 @@ def ids_left_to_right(ids, max_instances):
     cx[:, 0] = -1.0  # id 0 first: it keeps 0
     lut = cx.argsort(1).argsort(1)  # (B, max_instances): rank of each id; present ids 1..n, absent ones after
     return lut.gather(1, flat).view_as(ids)
-
-
-def merge_nearest_ids(ids, max_instances, pick, generator=None):
-    """(B, Tc, h, w) int64 conditioning ids < max_instances, (B,) bool -> same; in each picked clip, one random id
-    of the last frame and the id whose centroid is nearest to it become one (the second takes the first's id, in
-    every frame), as when a model merged two neighbouring objects. Clips with fewer than two ids are unchanged.
-    No host sync: centroids by scatter_add, the pair by argmax / argmin."""
-    B = ids.shape[0]
-    last = ids[:, -1].flatten(1)  # (B, h*w)
-    h, w = ids.shape[-2:]
-    ys = torch.arange(h, device=ids.device, dtype=torch.float32)[:, None].expand(h, w).flatten().expand(B, -1)
-    xs = torch.arange(w, device=ids.device, dtype=torch.float32)[None, :].expand(h, w).flatten().expand(B, -1)
-    count = torch.zeros(B, max_instances, device=ids.device).scatter_add_(1, last, torch.ones_like(xs))
-    cy = torch.zeros_like(count).scatter_add_(1, last, ys) / count.clamp(min=1)  # (B, max_instances)
-    cx = torch.zeros_like(count).scatter_add_(1, last, xs) / count.clamp(min=1)
-    present = count > 0
-    present[:, 0] = False
-    keys = torch.rand(B, max_instances, generator=generator, device=ids.device).masked_fill(~present, -1.0)
-    first = keys.argmax(1, keepdim=True)  # (B, 1): a random present id
-    dist = (cy - cy.gather(1, first)) ** 2 + (cx - cx.gather(1, first)) ** 2
-    dist = dist.masked_fill(~present, float("inf")).scatter_(1, first, float("inf"))
-    second = dist.argmin(1, keepdim=True)  # (B, 1): the present id nearest to it
-    second = torch.where(pick[:, None] & (present.sum(1, keepdim=True) >= 2), second, -1)  # -1: no pixel has it
-    return torch.where(ids == second[:, :, None, None], first[:, :, None, None], ids)
 
 
 def pixel_weights(ids, max_instances, p):
@@ -571,8 +544,6 @@ def compute_loss(model, images, semantic, instance, generator=None, forward=None
       1. labels to mask size by nearest (every 2nd pixel); class + 1 (255 -> 0 = void); id 0 on void;
       2. ids compacted and permuted per clip (permute_ids), shared by all frames of the clip;
       3. each conditioning frame is dropped to all void with p = frame_dropout (t-1 dropped: zero difference);
-         with cond_merge > 0, that share of clips sees two neighbouring objects under one id in the condition
-         (merge_nearest_ids) while the target keeps them apart;
          with dropped_ids="x_order", a clip whose every conditioning frame is dropped gets target ids 1..n left to
          right (ids_left_to_right) instead of its random ones;
       4. t ~ U(0, 1), gamma = cos schedule, x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps at mask size;
@@ -592,11 +563,7 @@ def compute_loss(model, images, semantic, instance, generator=None, forward=None
     sem = torch.where(sem == 255, 0, sem + 1)
     ins = permute_ids(instance[..., ::2, ::2] * (sem > 0), cfg.max_instances, generator, cfg.id_range)
     keep = torch.rand(B, cfg.num_cond_frames, generator=generator, device=dev) >= cfg.frame_dropout  # (B, Tc)
-    cond_ins = ins[:, :-1]  # (B, Tc, h, w)
-    if cfg.cond_merge > 0:  # a condition with two neighbours merged, as the model's own masks at inference
-        pick = torch.rand(B, generator=generator, device=dev) < cfg.cond_merge  # (B,)
-        cond_ins = merge_nearest_ids(cond_ins, cfg.max_instances, pick, generator)
-    cond_maps = torch.stack([sem[:, :-1], cond_ins], 2) * keep[:, :, None, None, None]  # (B, Tc, 2, h, w)
+    cond_maps = torch.stack([sem[:, :-1], ins[:, :-1]], 2) * keep[:, :, None, None, None]  # (B, Tc, 2, h, w)
     diff = frame_difference(images[:, -1], images[:, -2]) * keep[:, -1, None, None, None]  # (B, 3, h, w)
     cond = condition_input(cond_maps, diff, cfg.cond, cfg.n_bits, cfg.bit_scale)
     target = torch.stack([sem[:, -1], ins[:, -1]], 1)  # (B, 2, h, w)

@@ -497,33 +497,3 @@ def test_loss_falls_10x_overfitting_one_clip():
         opt.step()
     after = eval_loss()
     assert after < before / 10, (before, after)
-
-
-def test_merge_nearest_ids_merges_a_random_id_with_its_nearest_neighbour():
-    ids = torch.zeros(1, 2, 6, 30, dtype=torch.int64)  # (B, Tc, h, w); the last frame decides the pair
-    ids[..., 1:4, 0:3], ids[..., 1:4, 5:8], ids[..., 1:4, 25:28] = 1, 2, 3  # 1 and 2 neighbours, 3 far right
-    results = set()
-    for seed in range(20):
-        out = P.merge_nearest_ids(ids, 256, torch.tensor([True]), torch.Generator().manual_seed(seed))
-        left, middle, right = out[0, 1, 2, 1].item(), out[0, 1, 2, 6].item(), out[0, 1, 2, 26].item()
-        assert torch.equal(out[:, 0], out[:, 1]) and (out[ids == 0] == 0).all()  # the same merge in every frame
-        assert len({left, middle, right}) == 2 and left != right, (seed, left, middle, right)  # 1 and 3 never merge
-        results.add((left, middle, right))
-    assert results == {(1, 1, 3), (2, 2, 3), (1, 3, 3)}  # first id 1, 2 or 3; its nearest neighbour takes its id
-    assert torch.equal(P.merge_nearest_ids(ids, 256, torch.tensor([False])), ids)
-    single = (ids == 3).long() * 3
-    assert torch.equal(P.merge_nearest_ids(single, 256, torch.tensor([True])), single)
-
-
-def test_cond_merge_shows_two_objects_as_one_in_the_condition_only(monkeypatch):
-    """With cond_merge=1, the condition holds one id fewer than frame t-1 has objects (two neighbours merged), while
-    the target keeps every object apart; with the default 0 the condition holds them all."""
-    targets = _capture_loss_targets(monkeypatch)
-    for merge, fewer in ((1.0, 1), (0.0, 0)):
-        targets.clear()
-        cond, (_, _, ins) = _captured_cond(tiny(frame_dropout=0.0, cond_merge=merge))
-        cond_ids = bd.decode(cond[:, :16], 8)[0, 1].unique()
-        assert len(cond_ids) == len(ins[0, ::2, ::2].unique()) - fewer
-        assert len(targets[1][0, 0].unique()) == len(ins[1, ::2, ::2].unique())
-    with pytest.raises(ValueError, match="cond_merge"):
-        tiny(cond_merge=1.5)
