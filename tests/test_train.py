@@ -186,11 +186,11 @@ def test_resume_names_changed_flags_and_refuses_another_dataset(tmp_path, small_
     """--resume with another --lr goes on and says so; with another --dataset it stops ("best STQ" would mix data)."""
     args = ["--out_dir", str(tmp_path), "--eval_frames", "1", "--batch_size", "2", "--eval_videos", "1", "--crop",
             "64x96", "--eval_interval", "1"]
-    train.main(train.parse_args(args + ["--max_iters", "1"]))
+    train.main(train.parse_args(args + ["--max_iters", "1", "--lr", "1e-3"]))
     capsys.readouterr()
-    train.main(train.parse_args(args + ["--max_iters", "2", "--resume", "--lr", "2e-3"]))
+    train.main(train.parse_args(args + ["--max_iters", "2", "--resume", "--lr", "3e-3"]))
     out = capsys.readouterr().out
-    assert "flags differ from those that wrote" in out and "--lr 0.001 there, 0.002 here" in out
+    assert "flags differ from those that wrote" in out and "--lr 0.001 there, 0.003 here" in out
     with pytest.raises(infer.UserError, match="was trained on synthetic, this run is on synthetic_hard"):
         train.main(train.parse_args(args + ["--max_iters", "3", "--resume", "--dataset", "synthetic_hard"]))
 
