@@ -37,11 +37,11 @@ from infer import (MODELS, UserError, build_model, check_checkpoint, check_devic
 # no scale jitter; Video K-Net: AdamW 1e-4 wd 0.05, backbone LR x0.25, warmup 1000, x0.1 at 9/12 and 11/12 of the
 # run, scale jitter 0.5-2). Pix2Seq-D's 1e-5..3e-5 assume an image-pretrained --init_from; from ImageNet weights
 # alone we use 1e-4. tiny: sized to train on 2 CPU cores in a few minutes on the synthetic videos; Pix2Seq-D keeps the
-# paper's constant LR (after a short warmup) and its lack of scale jitter (README, at frame dropout 0.2: STQ 0.475 over
-# three seeds, 0.435 over two with a 0.75-1.25 jitter); Video K-Net decays by cosine to 10% in place of the paper's
-# steps and keeps that jitter (without it, one seed: AQ 0.307 against 0.361). Video K-Net's tiny peak LR is 2e-3:
-# over seeds 0-2 it beat 1e-3, and 3e-3 did not beat it (README, "What each change bought"). Pix2Seq-D's is 2e-3 too:
-# on left-to-right ids it beat 1e-3 over seeds 0-3 by about one standard error (README; within noise on random ids).
+# paper's constant LR (after a short warmup; cosine to 10% or x0.1 steps scored lower, README) and no scale jitter
+# (README, at frame dropout 0.2: STQ 0.475 over 3 seeds, 0.435 over 2 with 0.75-1.25); Video K-Net decays by cosine to
+# 10% in place of the paper's steps and keeps that jitter (without it, one seed: AQ 0.307 against 0.361). Video K-Net's
+# tiny peak LR is 2e-3: over seeds 0-2 it beat 1e-3, and 3e-3 did not beat it (README). Pix2Seq-D's is 2e-3 too: on
+# left-to-right ids it beat 1e-3 over seeds 0-3 by about one standard error (README; within noise on random ids).
 RECIPES = {
     ("pix2seq_d", "paper"): dict(lr=1e-4, batch_size=32, max_iters=50_000, warmup=0, schedule="constant",
                                  crop="384x1248", scale="1.0,1.0", ema=0.99, eval_interval=5000),
