@@ -15,9 +15,9 @@ with a time limit, each printing the command that reproduces it alone:
   fast path  scripts/check_fast_path.py: compiled bf16 against eager fp32 on the same weights and batch (loss,
              network outputs, predictions, a short training curve) with fullgraph=True (a graph break fails);
              tiny presets on CUDA, for time (add `--presets paper` when run alone).
-Compiling is the slow part on a GPU: on an H200 with torch 2.11 (2026-11-30, BENCHMARKS.md) neither paper preset's
-bf16 + compile row finished within 140-170 s, and a train.py step with compile did not finish within 90 s. So the
-speed rows come first, one run per model, and --budget ends the call in time: a run cut by its limit still
+Compiling is the slow part on a GPU: on an H200 with torch 2.11 (BENCHMARKS.md) a cold compile of the paper-preset
+training step took 127 s (Pix2Seq-D) and 85 s (Video K-Net), and each compile row then compiles the inference graphs
+too. So the speed rows come first, one run per model, and --budget ends the call in time: a run cut by its limit still
 prints the rows it finished, and a part with under a minute of the budget left is skipped and named.
 Exit status 1 if a part fails, runs out of time or is skipped; the parts after a failure still run.
 """
