@@ -41,8 +41,9 @@ Differences from the paper / official code:
   - The tiny preset drops a conditioning frame with p = 0.5 instead of the paper's 0.2. Frame 0 of a video has no
     condition, so its ids come from noise, a skill only dropped clips teach; the official video model starts from an
     image model (COCO) that learned it on every example, a from-scratch run does not. On the synthetic val split
-    (1800 tiny steps, seeds 0-3, README): STQ 0.502 / AQ 0.301 against 0.479 / 0.273 at 0.2 (paired differences
-    +0.023 +- 0.017 and +0.028 +- 0.021 standard error). The paper preset keeps 0.2.
+    (1800 tiny steps, seeds 0-3, README), with random ids: STQ 0.502 / AQ 0.301 against 0.479 / 0.273 at 0.2; with
+    left-to-right ids and 2e-3 (the tiny recipe now): 0.578 / 0.398 against 0.498 / 0.296 (paired +0.079 +- 0.012 /
+    +0.102 +- 0.017, standard error). The paper preset keeps 0.2.
   - The tiny preset numbers the ids of a clip with no condition left to right (dropped_ids="x_order": 1..n by the x of
     each object's centroid) instead of at random. Such a clip stands for frame 0, where the random ids have to come
     from noise: with random targets, each object's id is a guess of its own, and neighbours often make the same one
