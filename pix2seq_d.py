@@ -43,7 +43,8 @@ Differences from the paper / official code:
     image model (COCO) that learned it on every example, a from-scratch run does not. On the synthetic val split
     (1800 tiny steps, seeds 0-3, README), with random ids: STQ 0.502 / AQ 0.301 against 0.479 / 0.273 at 0.2; with
     left-to-right ids and 2e-3 (the tiny recipe now): 0.578 / 0.398 against 0.498 / 0.296 (paired +0.079 +- 0.012 /
-    +0.102 +- 0.017, standard error). The paper preset keeps 0.2.
+    +0.102 +- 0.017, standard error), and 0.7 is level with 0.5 (0.570 / 0.387; paired -0.008 +- 0.015 / -0.011 +-
+    0.021). The paper preset keeps 0.2.
   - The tiny preset numbers the ids of a clip with no condition left to right (dropped_ids="x_order": 1..n by the x of
     each object's centroid) instead of at random. Such a clip stands for frame 0, where the random ids have to come
     from noise: with random targets, each object's id is a guess of its own, and neighbours often make the same one
