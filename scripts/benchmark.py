@@ -36,9 +36,10 @@ Per model, preset and mode:
              the host wait for the device (item / int / bool, nonzero, unique); Video K-Net's matching also copies
              its cost matrices to the host once per step (not seen by the counter on CPU). Device-independent.
 Modes: eager = fp32 (TF32 off); bf16 = bf16 autocast, eager; compile = bf16 autocast + torch.compile of the network
-(TF32 on, as train.py's system block). Losses, matching and the sampler loop stay eager. On CPU, bf16 / compile
-run too (CPU autocast, inductor's C++ backend): a check that the path works, not the speed a GPU gets from it.
-"""
+(TF32 on, as train.py's system block); compile_fp32 = torch.compile without autocast (on CPU: whether compiling alone
+would speed up the CPU runs, which train.py keeps eager). Losses, matching and the sampler loop stay eager. On CPU,
+bf16 / compile run too (CPU autocast, inductor's C++ backend): a check that the path works, not the speed a GPU gets
+from it."""
 import argparse
 import copy
 import gc
@@ -59,7 +60,7 @@ import data  # noqa: E402
 from infer import MODELS, build_model, compile_for_inference  # noqa: E402
 
 MODES = {"eager": ("eager fp32", False, False), "bf16": ("eager bf16", True, False),  # name -> (label, bf16, compile)
-         "compile": ("bf16+compile", True, True)}
+         "compile": ("bf16+compile", True, True), "compile_fp32": ("fp32+compile", False, True)}
 DEFAULTS = {  # per preset: training crop, clips per step, inference frame size (the train.py recipes, KITTI-STEP)
     "tiny": dict(crop=(64, 192), batch={"pix2seq_d": 8, "video_knet": 8}, infer=(96, 288)),
     "paper": dict(crop=(384, 1248), batch={"pix2seq_d": 8, "video_knet": 2}, infer=(375, 1242)),
@@ -86,8 +87,8 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=10, help="timed training steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed training steps first (and one inference pass)")
     p.add_argument("--infer_frames", type=int, default=8, help="frames in the timed inference stream (0 = skip)")
-    p.add_argument("--modes", help="comma-separated eager, bf16, compile (default: eager on CPU, eager,compile on "
-                   "CUDA)")
+    p.add_argument("--modes", help="comma-separated eager, bf16, compile, compile_fp32 (default: eager on CPU, "
+                   "eager,compile on CUDA)")
     p.add_argument("--peak_tflops", type=float, help="peak for MFU (default: 989 on CUDA, none on CPU)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
@@ -106,8 +107,8 @@ def parse_args(argv=None):
                                ("modes", args.modes, MODES)):
         if set(given) - set(known):
             p.error(f"--{flag}: unknown {sorted(set(given) - set(known))}; choose from {sorted(known)}")
-    if "compile" in args.modes and args.warmup < 1:
-        p.error("--modes compile needs --warmup >= 1 (the first step compiles)")
+    if any(MODES[m][2] for m in args.modes) and args.warmup < 1:
+        p.error("--modes compile / compile_fp32 need --warmup >= 1 (the first step compiles)")
     if args.iters < 1 or (args.batch_size is not None and args.batch_size < 1) or args.infer_frames < 0:
         p.error("--iters and --batch_size must be >= 1, --infer_frames >= 0")
     for k in ("crop", "infer_size"):

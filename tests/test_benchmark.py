@@ -23,7 +23,8 @@ def test_data_rows():
 
 
 def test_bad_flags():
-    for argv in (["--modes", "fast"], ["--crop", "64"], ["--iters", "0"]):
+    for argv in (["--modes", "fast"], ["--crop", "64"], ["--iters", "0"],
+                 ["--modes", "compile_fp32", "--warmup", "0"]):
         with pytest.raises(SystemExit):
             benchmark.parse_args(["--device", "cpu"] + argv)
 
