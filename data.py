@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 # -----------------------------------------------------------------------------
@@ -46,6 +46,7 @@ PALETTE = np.array([(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156
 NUM_CLASSES = 19
 THING_CLASSES = (11, 13)  # person, car: the only KITTI-STEP classes with track ids
 IGNORE_LABEL = 255
+EXIF_ORIENTATION = 0x0112  # EXIF tag: how a viewer turns the stored pixels (1 = as stored; 5-8 a quarter turn)
 KITTI_STEP_SPLITS = {"train": (0, 1, 3, 4, 5, 9, 11, 12, 15, 17, 19, 20), "val": (2, 6, 7, 8, 10, 13, 14, 16, 18)}
 # Cityscapes labelId -> trainId (the official cityscapesScripts table); every other labelId is void.
 CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
@@ -76,9 +77,12 @@ def _open_png(path):
 
 
 def read_image(path):
-    """Image file -> uint8 (H, W, 3) RGB. 16-bit grey images (PIL modes I;16 and I, e.g. 16-bit PNGs) are scaled
-    to 8 bits (x 255 / 65535), which PIL's convert("RGB") would clip to white; float images are an error."""
+    """Image file -> uint8 (H, W, 3) RGB, turned upright as image viewers show it (EXIF orientation, e.g. phone
+    JPEGs). 16-bit grey images (PIL modes I;16 and I, e.g. 16-bit PNGs) are scaled to 8 bits (x 255 / 65535),
+    which PIL's convert("RGB") would clip to white; float images are an error."""
     im = _open_png(path)
+    if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I"):
         grey = np.asarray(im).astype(np.int64)
         if grey.min() < 0 or grey.max() > 65535:

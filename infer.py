@@ -147,6 +147,7 @@ def compile_for_inference(model, name, backend="inductor", fullgraph=False):
 # A user's own frames (--frames): no labels, any size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SKIPPED_NAMES = ("thumbs.db", "desktop.ini", "__macosx")  # what file managers leave beside images (any case)
 
 
 def by_name(path):
@@ -154,13 +155,25 @@ def by_name(path):
     return metrics.natural_key(path.name)
 
 
+def listing(folder):
+    """Folder -> its entries, without hidden ones (dot-files, SKIPPED_NAMES); UserError if it cannot be listed."""
+    try:
+        return [f for f in Path(folder).iterdir() if not f.name.startswith(".") and f.name.lower() not in SKIPPED_NAMES]
+    except OSError as e:  # no read permission, a vanished network drive...
+        raise UserError(f"--frames: cannot list {folder} ({type(e).__name__}: {e.strerror or e})") from None
+
+
 def frame_folder(folder):
     """Folder of images -> data.Sequence named after the folder (no labels); UserError naming what is wrong.
 
-    Hidden files (.DS_Store, ...) are skipped; any other file must be a PNG or JPEG, and all of one size."""
-    files = sorted((f for f in Path(folder).iterdir() if not f.name.startswith(".")), key=by_name)
+    Hidden entries (listing) are skipped; any other must be a PNG or JPEG file, and all of one size once turned
+    upright (EXIF orientation, as data.read_image reads them)."""
+    files = sorted(listing(folder), key=by_name)
     for f in files:
-        if f.is_dir() or f.suffix.lower() not in IMAGE_SUFFIXES:
+        if f.is_dir():
+            raise UserError(f"--frames: {f} is a folder inside a video folder; --frames takes a folder of images "
+                            f"(one video) or a folder of such folders (one video each), one level deep")
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"--frames: {f} is not a PNG or JPEG image (a video folder holds images only)")
     if not files:
         raise UserError(f"--frames: {folder} holds no images")
@@ -172,7 +185,8 @@ def frame_folder(folder):
     for f in files:  # reads the headers only: a wrong size shows up before minutes of predicting
         try:
             with Image.open(f) as im:
-                sizes[f] = im.size
+                quarter_turn = im.getexif().get(data.EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+                sizes[f] = im.size[::-1] if quarter_turn else im.size  # (width, height) as read_image returns it
         except Exception as e:  # PIL: UnidentifiedImageError, OSError...
             raise UserError(f"--frames: {f} is not a readable image ({type(e).__name__})") from None
     if len(set(sizes.values())) > 1:
@@ -188,7 +202,7 @@ def frame_folders(root):
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"--frames {root}: not a folder")
-    entries = [f for f in root.iterdir() if not f.name.startswith(".")]
+    entries = listing(root)
     folders = sorted((f for f in entries if f.is_dir()), key=by_name)
     if not entries:
         raise UserError(f"--frames {root}: the folder is empty (expected images, or one folder of images per video)")

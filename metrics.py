@@ -337,7 +337,7 @@ def read_panoptic_png(path):
 
 def natural_key(name):
     """'frame10.png' -> ['frame', 10, '.png'], so that '2.png' sorts before '10.png'."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    return [int(t) if t.isdecimal() else t for t in re.split(r"(\d+)", name)]  # isdecimal: exactly \d
 
 
 def list_frames(gt_dir):

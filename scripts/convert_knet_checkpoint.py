@@ -20,16 +20,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train  # noqa: E402
 import video_knet  # noqa: E402
-from infer import build_model, run_cli  # noqa: E402
+from infer import UserError, build_model, run_cli  # noqa: E402
 
 
 def convert(src, dst, allow_partial=False):
     """mmdet checkpoint path -> train.py-style checkpoint at dst; returns the import's summary line."""
+    dst = Path(dst)
+    if dst.is_dir():
+        raise UserError(f"{dst} is a folder: give the converted checkpoint's file name, e.g. {dst / 'ckpt.pt'}")
+    parent = next((p for p in dst.parents if p.exists()), None)  # the deepest part of the path that exists
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"{dst}: {parent} is a file, not a folder")
     model, cfg = build_model("video_knet", dict(video_knet.PRESETS["paper"]))
     line = train.load_init(model, "video_knet", src, allow_partial, flag="source checkpoint")
     ckpt = {"model": model.state_dict(), "ema": None, "config": asdict(cfg), "step": 0,
             "args": {"model": "video_knet", "preset": "paper", "init_from": str(src)}}
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     train.save_checkpoint(dst, ckpt)  # a temp file on disk, then the rename
     return line
 

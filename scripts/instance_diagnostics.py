@@ -8,7 +8,9 @@ matched in two consecutive frames, whether its predicted id stayed the same. Wit
 first video list, per ground-truth instance, its pixels' most common predicted (trainId / id) pairs, and for Video
 K-Net the last stage's kernel with the highest mean mask probability over the instance, that probability and the
 kernel's thing-class scores (a missed instance: no kernel covers it, or one does with a low score). Few matches
-means the masks are the problem (segmentation); matches that change id mean association is.
+means the masks are the problem (segmentation); matches that change id mean association is. Last, each video's
+frame 0 instances by their left-to-right rank (centroid x): how many of rank 1, 2, ... are matched (Pix2Seq-D's tiny
+preset numbers the objects of a frame with no condition in that order, so a rank it cannot count to shows here).
 """
 import argparse
 import collections
@@ -73,6 +75,10 @@ def main(argv=None):
                         p, k = probs[:, torch.from_numpy(g)].mean(1).max(0)
                         print(f"    best kernel {k.item()}: mean probability {p.item():.2f}, thing scores "
                               + " ".join(f"{s:.2f}" for s in scores[k].tolist()))
+            if t == 0:  # frame 0's instances in left-to-right order of their centroids
+                by_x = sorted(gt, key=lambda k: np.nonzero((gt_sem == k[0]) & (gt_ins == k[1]))[1].mean())
+                for rank, k in enumerate(by_x, 1):
+                    total.update({f"rank {rank}": 1, f"rank {rank} matched": int(k in matched)})
             kept = [matched[k] == previous[k] for k in matched if k in previous]
             total.update(frames=1, gt=len(gt), pred=len(pred), matched=len(matched), pairs=len(kept), kept=sum(kept))
             previous = matched
@@ -80,6 +86,9 @@ def main(argv=None):
     print(f"{name} step {ckpt['step']}, {args.split} split, {total['frames']} frames: per frame {total['gt'] / f:.2f} "
           f"GT thing instances, {total['pred'] / f:.2f} predicted, {total['matched'] / f:.2f} matched (IoU > 0.5); "
           f"matched in consecutive frames with the same id: {total['kept']}/{total['pairs']}")
+    ranks = range(1, 1 + max((int(k.split()[1]) for k in total if k.startswith("rank")), default=0))
+    print("frame 0, matched by left-to-right rank: " + ", ".join(
+        f"{r}: {total[f'rank {r} matched']}/{total[f'rank {r}']}" for r in ranks))
     return total
 
 

@@ -276,6 +276,23 @@ def test_read_image_scales_16_bit_grey_and_keeps_8_bit(tmp_path):
         data.read_image(tmp_path / "f.tif")
 
 
+@pytest.mark.parametrize("suffix", ["jpg", "png"])
+def test_read_image_turns_frames_upright_by_their_exif_orientation(tmp_path, suffix):
+    """A phone frame stored 64 wide x 32 high with orientation 6 (a viewer turns it a quarter clockwise) reads as
+    32 wide x 64 high with its left edge on top, as viewers show it; orientation 1 reads as stored."""
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:, :8] = 255  # a white left edge
+    for orientation, shape in ((6, (64, 32, 3)), (1, (32, 64, 3))):
+        exif = Image.Exif()
+        exif[data.EXIF_ORIENTATION] = orientation
+        path = tmp_path / f"o{orientation}.{suffix}"
+        Image.fromarray(stored).save(path, exif=exif, quality=95)
+        img = data.read_image(path)
+        assert img.shape == shape
+        white = img[:8].mean() > 200 if orientation == 6 else img[:, :8].mean() > 200
+        assert white and img[-8:, -8:].mean() < 50
+
+
 def test_error_semantic_ids_out_of_range(tmp_path):
     p = tmp_path / "bad.png"
     data.write_panoptic_png(p, np.array([[0, 19, 254, 255]]), np.zeros((1, 4), int))

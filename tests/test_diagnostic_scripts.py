@@ -1,6 +1,7 @@
 """scripts/decoding_ablation.py, instance_diagnostics.py and condition_oracle.py: what they print, on tiny models."""
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,8 @@ def test_rows_now_before_and_set(tmp_path, capsys):
 
 def test_instance_diagnostics_counts_a_perfect_and_a_forgetful_predictor(tmp_path, monkeypatch, capsys):
     """scripts/instance_diagnostics.py with predictions replaced by the ground truth: every instance matched and
-    every id kept; with the ids shifted by the frame index: still matched, never kept."""
+    every id kept; with the ids shifted by the frame index: still matched, never kept; with the leftmost object of
+    each frame painted road: frame 0's rank 1 never matched, every other rank always."""
     from scripts import instance_diagnostics
 
     torch.manual_seed(0)
@@ -37,17 +39,31 @@ def test_instance_diagnostics_counts_a_perfect_and_a_forgetful_predictor(tmp_pat
     ckpt = tmp_path / "ckpt.pt"
     torch.save({"model": model.state_dict(), "config": asdict(cfg), "step": 0,
                 "args": {"model": "video_knet", "dataset": "synthetic", "seed": 0}}, ckpt)
-    for shift in (0, 1):
+    def drop_leftmost(sem, ins):
+        objects = sorted({(c, i) for c, i in zip(sem[ins > 0].tolist(), ins[ins > 0].tolist())})
+        x = [np.nonzero((sem == c) & (ins == i))[1].mean() for c, i in objects]
+        c, i = objects[int(np.argmin(x))]
+        gone = (sem == c) & (ins == i)
+        return np.where(gone, 0, sem), np.where(gone, 0, ins)
+
+    for shift in (0, 1, "drop"):
         def ground_truth(model, name, seq, device, **kw):
             for t in range(len(seq)):
                 sem, ins = seq.label(t)
-                yield t, sem, ins + shift * t * (ins > 0)
+                yield (t, *drop_leftmost(sem, ins)) if shift == "drop" else (t, sem, ins + shift * t * (ins > 0))
 
         monkeypatch.setattr(infer, "predict_sequence", ground_truth)
-        total = instance_diagnostics.main(["--ckpt", str(ckpt), "--videos", "2", "--show", str(1 - shift)])
+        total = instance_diagnostics.main(["--ckpt", str(ckpt), "--videos", "2", "--show", str(int(shift == 0))])
         assert total["frames"] == 2 * 16 and total["gt"] > total["frames"]  # several objects per frame
+        assert total["rank 1"] == 2 and total["rank 3"] > 0  # two videos, several objects at frame 0
+        if shift == "drop":
+            assert total["rank 1 matched"] == 0
+            assert all(total[f"{k} matched"] == total[k] for k in total if k.startswith("rank") and k != "rank 1"
+                       and not k.endswith("matched"))
+            continue
         assert total["pred"] == total["matched"] == total["gt"] and total["pairs"] > 0
         assert total["kept"] == (total["pairs"] if shift == 0 else 0)
+        assert all(total[f"rank {r} matched"] == total[f"rank {r}"] for r in range(1, 10))
     shown = capsys.readouterr().out  # --show 1, then 0: one frame's instances, each with its best kernel
     assert shown.count("best kernel") == shown.count("frame 0 GT") > 0 and shown.count("frame 1 GT") == 0
 

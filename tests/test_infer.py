@@ -1,6 +1,8 @@
 """infer.py --frames: a user's own folders of PNG / JPEG frames, any size, no labels; clear errors for bad folders."""
 from dataclasses import asdict
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -80,7 +82,7 @@ def test_frames_height_resizes_for_the_model_and_back_and_postprocess_reaches_th
         assert data.read_panoptic_png(p)[0].shape == (48, 80)  # the outputs are at the frames' size
 
 
-def test_bad_frame_folders_name_the_file(tmp_path, capsys):
+def test_bad_frame_folders_name_the_file(tmp_path, capsys, monkeypatch):
     ckpt = write_checkpoint(tmp_path / "ckpt.pt", "video_knet")
 
     def error(folder):
@@ -109,6 +111,11 @@ def test_bad_frame_folders_name_the_file(tmp_path, capsys):
     assert "both folders and files" in error(tmp_path / "mixed")
     (tmp_path / "hollow" / "a").mkdir(parents=True)
     assert "hollow/a holds no images" in error(tmp_path / "hollow")
+    write_frames(tmp_path / "deep" / "a" / "b", 1, 40, 70, "png")  # one level too deep
+    assert "deep/a/b is a folder inside a video folder" in error(tmp_path / "deep")
+    with monkeypatch.context() as m:  # as an unreadable folder (root here reads every folder)
+        m.setattr(Path, "iterdir", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+        assert "cannot list" in error(tmp_path / "notes") and "Permission denied" in error(tmp_path / "notes")
     p2s = write_checkpoint(tmp_path / "p2s.pt", "pix2seq_d")
     with pytest.raises(infer.UserError, match="--postprocess is a Video K-Net flag"):
         infer.main(infer.parse_args(["--ckpt", str(p2s), "--frames", str(tmp_path / "notes"), "--postprocess",
@@ -116,6 +123,21 @@ def test_bad_frame_folders_name_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         infer.parse_args(["--frames", str(tmp_path), "--dataset", "kitti_step", "--root", str(tmp_path)])
     assert "--frames replaces --dataset and --root" in capsys.readouterr().err
+
+
+def test_frame_folders_skip_what_file_managers_leave_and_size_frames_upright(tmp_path):
+    """Thumbs.db, desktop.ini and __MACOSX are skipped like dot-files; a phone frame stored on its side with an EXIF
+    quarter turn counts at its upright size, as data.read_image reads it."""
+    write_frames(tmp_path / "v", 2, 40, 70, "png")
+    (tmp_path / "v" / "Thumbs.db").write_bytes(b"\0")
+    (tmp_path / "v" / "desktop.ini").write_text("[.ShellClassInfo]")
+    (tmp_path / "__MACOSX").mkdir()  # beside the video folder: not a second video
+    exif = Image.Exif()
+    exif[data.EXIF_ORIENTATION] = 6
+    Image.fromarray(np.zeros((70, 40, 3), np.uint8)).save(tmp_path / "v" / "frame3.jpg", exif=exif)  # 40 x 70 stored
+    seqs = infer.frame_folders(tmp_path)
+    assert [s.name for s in seqs] == ["v"] and len(seqs[0]) == 3
+    assert all(seqs[0].image(t).shape == (40, 70, 3) for t in range(3))
 
 
 def test_authors_checkpoint_converts_for_infer(tmp_path):
@@ -132,3 +154,7 @@ def test_authors_checkpoint_converts_for_infer(tmp_path):
     torch.save({"foo": 1}, tmp_path / "foreign.pth")  # not a checkpoint: the error names the script's argument
     with pytest.raises(infer.UserError, match=r"^source checkpoint .*foreign.pth: neither a checkpoint"):
         convert_knet_checkpoint.convert(tmp_path / "foreign.pth", tmp_path / "out2" / "ckpt.pt")
+    with pytest.raises(infer.UserError, match=r"out is a folder: give .*out/ckpt.pt"):  # before minutes of loading
+        convert_knet_checkpoint.convert(tmp_path / "foreign.pth", tmp_path / "out")
+    with pytest.raises(infer.UserError, match=r"knet.pth is a file, not a folder"):
+        convert_knet_checkpoint.convert(tmp_path / "foreign.pth", tmp_path / "knet.pth" / "sub" / "ckpt.pt")

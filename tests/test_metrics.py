@@ -528,3 +528,6 @@ def test_cli_empty_ground_truth_and_unmatched_predictions_are_errors(tmp_path):
 
 def test_frames_sort_naturally():
     assert sorted(["10.png", "2.png", "000001.png"], key=metrics.natural_key) == ["000001.png", "2.png", "10.png"]
+    # a superscript is a digit to str.isdigit but not to int() or the regex: sorted as text, no crash
+    names = ["1\u00b22.png", "\u00b23.png", "1.png"]
+    assert sorted(names, key=metrics.natural_key) == ["1.png", "1\u00b22.png", "\u00b23.png"]
