@@ -76,6 +76,11 @@ def _open_png(path):
         raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
 
 
+def upright_size(im):
+    """PIL image (the header is enough) -> (width, height) as read_image returns it: swapped by an EXIF quarter turn."""
+    return im.size[::-1] if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else im.size
+
+
 def read_image(path):
     """Image file -> uint8 (H, W, 3) RGB, turned upright as image viewers show it (EXIF orientation, e.g. phone
     JPEGs). 16-bit grey images (PIL modes I;16 and I, e.g. 16-bit PNGs) are scaled to 8 bits (x 255 / 65535),

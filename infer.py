@@ -185,8 +185,7 @@ def frame_folder(folder):
     for f in files:  # reads the headers only: a wrong size shows up before minutes of predicting
         try:
             with Image.open(f) as im:
-                quarter_turn = im.getexif().get(data.EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
-                sizes[f] = im.size[::-1] if quarter_turn else im.size  # (width, height) as read_image returns it
+                sizes[f] = data.upright_size(im)
         except Exception as e:  # PIL: UnidentifiedImageError, OSError...
             raise UserError(f"--frames: {f} is not a readable image ({type(e).__name__})") from None
     if len(set(sizes.values())) > 1:

@@ -86,7 +86,7 @@ def main(argv=None):
     print(f"{name} step {ckpt['step']}, {args.split} split, {total['frames']} frames: per frame {total['gt'] / f:.2f} "
           f"GT thing instances, {total['pred'] / f:.2f} predicted, {total['matched'] / f:.2f} matched (IoU > 0.5); "
           f"matched in consecutive frames with the same id: {total['kept']}/{total['pairs']}")
-    ranks = range(1, 1 + max((int(k.split()[1]) for k in total if k.startswith("rank")), default=0))
+    ranks = range(1, 1 + sum(k.startswith("rank") and not k.endswith("matched") for k in total))  # 1..max rank
     print("frame 0, matched by left-to-right rank: " + ", ".join(
         f"{r}: {total[f'rank {r} matched']}/{total[f'rank {r}']}" for r in ranks))
     return total
