@@ -164,7 +164,8 @@ def check(name, preset, args, device):
     if args.ckpt:
         raw, ckpt = load_checkpoint(args.ckpt, device, ema=True)
         name, preset = ckpt["args"]["model"], ckpt["args"]["preset"]
-    else:
+    else:  # seeded per model, so its initial weights do not depend on which models were built before it
+        torch.manual_seed(args.seed)
         raw, _ = build_model(name, dict(MODELS[name].PRESETS[preset]))
         raw.to(device)
     module, cfg, d = MODELS[name], raw.cfg, DEFAULTS[preset]

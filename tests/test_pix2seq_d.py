@@ -54,9 +54,9 @@ def test_shapes_through_encoder_and_decoder():
     assert feats["fused"].shape == (2, 2 * cfg.dec_dim, 16, 32)
     assert feats["tokens"].shape == (2, 2 * 4, cfg.width)
     n_cond = 2 * cfg.n_bits * cfg.num_cond_frames + 3
-    x_t, gamma, cond = torch.randn(2, 16, 16, 32), torch.rand(2), torch.randn(2, n_cond, 16, 32)
+    x_t, gamma, cond = torch.randn(2, 2 * cfg.n_bits, 16, 32), torch.rand(2), torch.randn(2, n_cond, 16, 32)
     logits = m.denoise(x_t, gamma, feats, cond)
-    assert logits.shape == (2, 2 * 256, 16, 32) and torch.isfinite(logits).all()
+    assert logits.shape == (2, 2 * 2 ** cfg.n_bits, 16, 32) and torch.isfinite(logits).all()
     m.eval()  # forward = denoise(encode(image)), with BN in eval mode on both sides
     torch.testing.assert_close(m(image, x_t, gamma, cond)["logits"], m.denoise(x_t, gamma, m.encode(image), cond))
 
@@ -81,7 +81,7 @@ def test_bad_config_and_inputs_raise():
     with pytest.raises(ValueError, match="semantic"):
         P.compute_loss(m, images, torch.full_like(sem, 40), ins)
     many = torch.arange(32 * 64).view(1, 1, 32, 64).expand(1, 2, 32, 64).contiguous()  # 2047 ids at full size
-    with pytest.raises(ValueError, match="more than 255 instance ids"):
+    with pytest.raises(ValueError, match=f"more than {m.cfg.max_instances - 1} instance ids"):
         P.compute_loss(m, images, sem, many)
 
 
@@ -130,13 +130,15 @@ def _capture_loss_targets(monkeypatch):
 
 
 def test_loss_conditions_on_ground_truth_previous_mask():
-    cond, (img, sem, ins) = _captured_cond(tiny(frame_dropout=0.0))
-    prev = bd.decode(cond[:, :16], 8)[0]  # (2, h, w): class + 1, permuted id of frame t-1
+    cfg = tiny(frame_dropout=0.0)
+    cond, (img, sem, ins) = _captured_cond(cfg)
+    nb = 2 * cfg.n_bits  # condition channels per frame: class bits, id bits
+    prev = bd.decode(cond[:, :nb], cfg.n_bits)[0]  # (2, h, w): class + 1, permuted id of frame t-1
     sem_half, ins_half = sem[0, ::2, ::2], ins[0, ::2, ::2]
     assert torch.equal(prev[0], torch.where(sem_half == 255, 0, sem_half + 1))
     pairs = set(zip(ins_half.flatten().tolist(), prev[1].flatten().tolist()))
     assert len(pairs) == len(set(ins_half.flatten().tolist())) == len({p[1] for p in pairs}) and (0, 0) in pairs
-    torch.testing.assert_close(cond[0, 16:], P.frame_difference(img[1:2], img[0:1])[0])
+    torch.testing.assert_close(cond[0, nb:], P.frame_difference(img[1:2], img[0:1])[0])
 
 
 def test_condition_and_target_share_the_clips_id_permutation(monkeypatch):
@@ -145,8 +147,10 @@ def test_condition_and_target_share_the_clips_id_permutation(monkeypatch):
     targets = _capture_loss_targets(monkeypatch)
     for seed in range(3):
         targets.clear()
-        cond, (_, sem, ins) = _captured_cond(tiny(frame_dropout=0.0, id_range=200), seed)
-        prev_ids, target_ids = bd.decode(cond[:, :16], 8)[0, 1], targets[1][0, 0]  # (h, w) t-1 / t; [0]: classes
+        cfg = tiny(frame_dropout=0.0, id_range=200)
+        cond, (_, sem, ins) = _captured_cond(cfg, seed)
+        prev_ids = bd.decode(cond[:, :2 * cfg.n_bits], cfg.n_bits)[0, 1]  # (h, w) t-1
+        target_ids = targets[1][0, 0]  # (h, w) t; targets[0]: classes
         raw_prev, raw_target = ins[0, ::2, ::2], ins[1, ::2, ::2]
         for raw in (5, 9):  # both objects are in both frames
             cond_id, target_id = prev_ids[raw_prev == raw].unique(), target_ids[raw_target == raw].unique()
@@ -157,9 +161,11 @@ def test_condition_and_target_share_the_clips_id_permutation(monkeypatch):
 
 
 def test_dropped_frame_is_all_void_with_zero_difference():
-    cond, _ = _captured_cond(tiny(frame_dropout=1.0, num_cond_frames=2))
-    assert torch.equal(bd.decode(cond[:, :32], 8), torch.zeros(1, 4, 16, 32, dtype=torch.int64))
-    assert torch.equal(cond[:, 32:], torch.zeros_like(cond[:, 32:]))
+    cfg = tiny(frame_dropout=1.0, num_cond_frames=2)
+    cond, _ = _captured_cond(cfg)
+    nb = 4 * cfg.n_bits  # two frames of class and id bits, then the difference
+    assert torch.equal(bd.decode(cond[:, :nb], cfg.n_bits), torch.zeros(1, 4, 16, 32, dtype=torch.int64))
+    assert torch.equal(cond[:, nb:], torch.zeros_like(cond[:, nb:]))
 
 
 def test_permutation_is_shared_within_a_clip_and_compact():
@@ -357,11 +363,13 @@ class _CopyStub(torch.nn.Module):
 
     def denoise(self, x_t, gamma, feats, cond, self_cond_x0=None):
         B, _, h, w = x_t.shape
-        prev = bd.decode(cond[:, -19:-3], 8)  # (B, 2, h, w) the t-1 frame
+        n_bits = self.cfg.n_bits
+        prev = bd.decode(cond[:, -3 - 2 * n_bits:-3], n_bits)  # (B, 2, h, w) the t-1 frame
         cls = torch.full((B, h, w), 3)
         cls[..., : w // 2] = 0
         ids = torch.where(cls > 0, prev[:, 1].amax((1, 2), keepdim=True) + 1, 0)
-        logits = 50.0 * torch.cat([F.one_hot(cls, 256), F.one_hot(ids, 256)], -1).permute(0, 3, 1, 2).float()
+        logits = 50.0 * torch.cat([F.one_hot(cls, 2 ** n_bits), F.one_hot(ids, 2 ** n_bits)], -1).permute(0, 3, 1, 2)
+        logits = logits.float()
         logits[:, 5, :, : w // 2] = 10.0  # the runner-up class where void wins
         return logits
 
@@ -390,12 +398,13 @@ def test_predict_video_writes_a_decoded_void_as_255_without_id(monkeypatch):
 
 def test_decode_logits_takes_the_best_real_class_and_id():
     cfg = tiny(max_instances=8)
-    logits = torch.zeros(2 * 256, 1, 4)
+    n = 2 ** cfg.n_bits  # logits per group
+    logits = torch.zeros(2 * n, 1, 4)
     logits[0] = 9  # void wins everywhere ...
     logits[1 + 19, :, 0] = 8  # ... then a class id above K (19 classes: 1..19 are real) at pixel 0
     logits[1 + 3, :, :2], logits[1 + 7, :, 2:] = 5, 6  # the best real classes: 3 and 7
-    logits[256 + 200] = 9  # an id outside the permutation range (max_instances 8) wins everywhere ...
-    logits[256 + 5, :, 1] = 4  # ... the best allowed id: 5 at pixel 1, 0 elsewhere
+    logits[n + n - 1] = 9  # an id outside the permutation range (max_instances 8) wins everywhere ...
+    logits[n + 5, :, 1] = 4  # ... the best allowed id: 5 at pixel 1, 0 elsewhere
     out = P.decode_logits(logits, cfg)
     assert out[0, 0].tolist() == [4, 4, 8, 8] and out[1, 0].tolist() == [0, 5, 0, 0]
 
@@ -425,7 +434,8 @@ def test_self_cond_sampler_feeds_back_the_last_estimate():
     next(P.predict_video(m, [torch.rand(3, 32, 64)], steps=3))
     assert len(seen) == 3 and torch.equal(seen[0][0], torch.zeros_like(seen[0][0]))
     for (_, logits_before), (self_cond_x0, _) in zip(seen, seen[1:]):
-        torch.testing.assert_close(self_cond_x0, bd.logits_to_x0(logits_before, 8, 0.1).clamp(-0.1, 0.1))
+        x0 = bd.logits_to_x0(logits_before, m.cfg.n_bits, m.cfg.bit_scale)
+        torch.testing.assert_close(self_cond_x0, x0.clamp(-m.cfg.bit_scale, m.cfg.bit_scale))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -453,7 +463,7 @@ def test_self_cond_training_gives_half_the_clips_their_own_estimate():
     x_t in the decoder's extra 2 n_bits input channels, the others zeros (the slot's value at the first step)."""
     torch.manual_seed(0)
     m = P.Pix2SeqD(tiny(self_cond=True)).eval()  # eval: BatchNorm gives a clip the same output in any batch
-    assert m.decoder.conv_in.in_channels == P.Pix2SeqD(tiny()).decoder.conv_in.in_channels + 16
+    assert m.decoder.conv_in.in_channels == P.Pix2SeqD(tiny()).decoder.conv_in.in_channels + 2 * m.cfg.n_bits
     img, sem, ins = synthetic_clip()
     calls = []
 
@@ -469,7 +479,8 @@ def test_self_cond_training_gives_half_the_clips_their_own_estimate():
     assert used.sum().item() == B // 2 and not self_cond_x0.requires_grad
     with torch.no_grad():
         own = m(image[used], x_t[used], gamma[used], cond[used])["logits"]
-    torch.testing.assert_close(self_cond_x0[used], bd.logits_to_x0(own, 8, 0.1).clamp(-0.1, 0.1))
+    b = m.cfg.bit_scale
+    torch.testing.assert_close(self_cond_x0[used], bd.logits_to_x0(own, m.cfg.n_bits, b).clamp(-b, b))
 
 
 def test_loss_falls_10x_overfitting_one_clip():

@@ -18,6 +18,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 import data
 import infer
 import metrics
+import pix2seq_d
 import train
 
 FAST = ["--max_iters", "2", "--eval_interval", "2", "--log_interval", "1", "--batch_size", "2",
@@ -410,3 +411,15 @@ def test_ablation_script_runs_skips_finished_and_reports(tmp_path, capsys):
                             "--out_dir", str(tmp_path), "--", "--crop", "65x96"])
     assert "FAILED" in capsys.readouterr().out
     assert "--crop" in (tmp_path / "synthetic/mask/seed0/train.out").read_text()
+
+
+def test_tiny_pix2seq_d_id_space_holds_every_synthetic_video():
+    """The tiny preset's 6 bits per group leave 63 instance ids per clip (compute_loss refuses a clip with more): enough
+    for every training video of synthetic_hard (10 objects; synthetic has 6), all frames at once; the paper preset
+    keeps the paper's 8 bits."""
+    cfg = pix2seq_d.Pix2SeqDConfig(**train.model_config(train.parse_args(["--dataset", "synthetic_hard"]), pix2seq_d))
+    for seq in data.load_sequences("synthetic_hard", split="train"):
+        ids = set(np.unique(np.stack([seq.label(t)[1] for t in range(len(seq))])).tolist()) - {0}
+        assert len(ids) < cfg.max_instances <= 2 ** cfg.n_bits, (seq.name, len(ids), cfg.max_instances)
+    paper = pix2seq_d.Pix2SeqDConfig(**pix2seq_d.PRESETS["paper"])
+    assert (paper.n_bits, paper.max_instances) == (8, 256)
