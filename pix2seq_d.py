@@ -21,7 +21,7 @@ Differences from the paper / official code:
     (frame dropout) is all void, and a dropped t-1 also zeroes the difference, which is what frame 0 of a video
     sees. Measured on the synthetic videos (README, "Does the frame difference help?", 3 seeds per condition, with
     the older bit decoding): the previous mask helps (AQ +0.08 over 'none' at 2400 tiny steps), the difference
-    shows no measurable effect. Two conditioning frames on today's tiny recipe (seeds 0-1, same step time): STQ /
+    shows no measurable effect. Two conditioning frames on the 8-bit tiny recipe (seeds 0-1, same step time): STQ /
     AQ 0.576 / 0.393 and 0.529 / 0.333 against 0.585 / 0.406 and 0.528 / 0.332 with one.
   - normalize_input=True: ImageNet mean/std normalisation before the ResNet, to match torchvision weights
     (official: raw [0, 1] inputs). Padding still uses 0.3 in [0, 1] units, as the official code.
@@ -43,7 +43,7 @@ Differences from the paper / official code:
     condition, so its ids come from noise, a skill only dropped clips teach; the official video model starts from an
     image model (COCO) that learned it on every example, a from-scratch run does not. On the synthetic val split
     (1800 tiny steps, seeds 0-3, README), with random ids: STQ 0.502 / AQ 0.301 against 0.479 / 0.273 at 0.2; with
-    left-to-right ids and 2e-3 (the tiny recipe now): 0.578 / 0.398 against 0.498 / 0.296 (paired +0.079 +- 0.012 /
+    left-to-right ids and 2e-3 (with 8 bits, below): 0.578 / 0.398 against 0.498 / 0.296 (paired +0.079 +- 0.012 /
     +0.102 +- 0.017, standard error), and 0.7 is level with 0.5 (0.570 / 0.387; paired -0.008 +- 0.015 / -0.011 +-
     0.021). The paper preset keeps 0.2.
   - The tiny preset numbers the ids of a clip with no condition left to right (dropped_ids="x_order": 1..n by the x of
