@@ -86,7 +86,7 @@ def check_out_dir(path, flag):
 def torch_load(path, flag, objects_hint=""):
     """File path -> torch.load(path, weights_only=True); UserError naming the flag and the file when that fails."""
     if not Path(path).is_file():
-        raise UserError(f"{flag} {path}: file not found")
+        raise UserError(f"{flag} {path}: " + ("a folder, not a file" if Path(path).is_dir() else "file not found"))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated (e.g. a killed copy), not a PyTorch file, or pickled Python objects
@@ -111,7 +111,8 @@ def check_checkpoint(ckpt, path, flag="--ckpt"):
 def read_checkpoint(path, flag="--ckpt"):
     """train.py checkpoint path -> its dict; UserError naming the file when it is missing, truncated or foreign."""
     if not Path(path).is_file():
-        raise UserError(f"{flag} {path}: file not found (train.py writes OUT_DIR/ckpt.pt)")
+        what = "a folder, not a file" if Path(path).is_dir() else "file not found"
+        raise UserError(f"{flag} {path}: {what} (train.py writes OUT_DIR/ckpt.pt)")
     ckpt = torch_load(path, flag)
     check_checkpoint(ckpt, path, flag)
     return ckpt
@@ -124,7 +125,8 @@ def load_checkpoint(path, device="cpu", ema=True):
         model, _ = build_model(ckpt["args"]["model"], ckpt["config"])
         model.load_state_dict(ckpt["ema"] if ema and ckpt.get("ema") is not None else ckpt["model"])
     except (ValueError, RuntimeError, TypeError) as e:  # e.g. written by another version of the model code
-        why = str(e).strip().splitlines()[0][:300]
+        lines = [line.strip() for line in str(e).strip().splitlines()]  # load_state_dict: a header, then the keys
+        why = "; ".join(lines[1:] if lines[0].startswith("Error(s) in loading") else lines)[:300]
         raise UserError(f"--ckpt {path}: its weights do not fit its {ckpt['args']['model']} config ({why})") from None
     return model.to(device).eval(), ckpt
 
@@ -212,6 +214,19 @@ def frame_folders(root):
     return [frame_folder(f) for f in folders] if folders else [frame_folder(root)]
 
 
+def check_out_beside_frames(out, root, sequences):
+    """--out folder, --frames folder, its [Sequence] -> None; UserError when an output would land inside --frames.
+
+    Predictions go to OUT/{video folder name}/: with --out the frames folder itself, or the parent of a one-video
+    folder, they would overwrite the input images; anywhere inside --frames they would become part of the input."""
+    root, out = Path(root).resolve(), Path(out).resolve()
+    for target in [out, out / "gifs"] + [out / s.name for s in sequences]:
+        if target == root or root in target.parents:
+            where = "is" if target == root else "is inside"
+            raise UserError(f"--out {out}: it would write {target}, which {where} --frames {root}: over or beside "
+                            "your images; give an output folder outside --frames")
+
+
 # -----------------------------------------------------------------------------
 # Streaming prediction and scoring
 
@@ -251,24 +266,24 @@ def evaluate(model, name, sequences, device, autocast=nullcontext(), max_frames=
                                           convention=convention)
     labelled = all(s.labels is not None for s in sequences)
     total = sum(len(s) if max_frames <= 0 else min(max_frames, len(s)) for s in sequences)
-    bar = tqdm(total=total, desc="predict", unit="frame", disable=not progress, leave=False)
-    for seq in sequences:
-        views = {}  # view name -> [PIL frames], downscaled as they come, so memory stays small
-        for i, sem, inst in predict_sequence(model, name, seq, device, autocast, max_frames, height, **kw):
-            if out is not None:
-                stem = Path(seq.images[i]).stem if image_names else f"{i:06d}"
-                data.write_panoptic_png(Path(out) / seq.name / f"{stem}.png", sem, inst)
-            if labelled:
-                scorer.update(seq.name, *seq.label(i, sem.shape), sem, inst)
-            if gifs and i < GIF_FRAMES:
-                for view, im in gif_views(seq.image(i), sem, inst).items():
-                    views.setdefault(view, []).append(im)
-            bar.update()
-        for view, ims in views.items():
-            (Path(out) / "gifs").mkdir(parents=True, exist_ok=True)
-            ims[0].save(Path(out) / "gifs" / f"{seq.name}_{view}.gif", save_all=True, append_images=ims[1:],
-                        duration=125, loop=0)  # 8 frames/s
-    bar.close()
+    # `with`: an error mid-way clears the bar, so `error: ...` starts a line of its own
+    with tqdm(total=total, desc="predict", unit="frame", disable=not progress, leave=False) as bar:
+        for seq in sequences:
+            views = {}  # view name -> [PIL frames], downscaled as they come, so memory stays small
+            for i, sem, inst in predict_sequence(model, name, seq, device, autocast, max_frames, height, **kw):
+                if out is not None:
+                    stem = Path(seq.images[i]).stem if image_names else f"{i:06d}"
+                    data.write_panoptic_png(Path(out) / seq.name / f"{stem}.png", sem, inst)
+                if labelled:
+                    scorer.update(seq.name, *seq.label(i, sem.shape), sem, inst)
+                if gifs and i < GIF_FRAMES:
+                    for view, im in gif_views(seq.image(i), sem, inst).items():
+                        views.setdefault(view, []).append(im)
+                bar.update()
+            for view, ims in views.items():
+                (Path(out) / "gifs").mkdir(parents=True, exist_ok=True)
+                ims[0].save(Path(out) / "gifs" / f"{seq.name}_{view}.gif", save_all=True, append_images=ims[1:],
+                            duration=125, loop=0)  # 8 frames/s
     return scorer.result() if labelled else None
 
 
@@ -343,6 +358,11 @@ def main(args):
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    if args.frames:  # before the model loads: a wrong folder shows up at once
+        sequences, source = frame_folders(args.frames), args.frames
+        check_out_beside_frames(args.out, args.frames, sequences)
+    else:
+        sequences, source = data.load_sequences(args.dataset, args.root, args.split), f"{args.dataset}/{args.split}"
     model, ckpt = load_checkpoint(args.ckpt, device, args.ema)
     name = ckpt["args"]["model"]
     if name != "pix2seq_d" and (args.steps is not None or args.td is not None):
@@ -355,12 +375,11 @@ def main(args):
         kw = dict(steps=args.steps, td=args.td, generator=torch.Generator(device).manual_seed(args.seed))
     elif args.postprocess is not None:
         kw = dict(postprocess=args.postprocess)
-    if args.frames:
-        sequences, source = frame_folders(args.frames), args.frames
-    else:
-        sequences, source = data.load_sequences(args.dataset, args.root, args.split), f"{args.dataset}/{args.split}"
-    print(f"{name} from {args.ckpt} (step {ckpt['step']}) on {len(sequences)} videos of {source} "
-          f"({sum(map(len, sequences))} frames)")
+    has_ema = ckpt.get("ema") is not None
+    weights = "EMA weights" if args.ema and has_ema else "raw weights" + (" (it holds no EMA)" * args.ema)
+    frames = sum(len(s) if args.max_frames <= 0 else min(args.max_frames, len(s)) for s in sequences)
+    print(f"{name} from {args.ckpt} (step {ckpt['step']}, {weights}) on {len(sequences)} videos of {source} "
+          f"({frames} frames)")
     result = evaluate(net, name, sequences, device, autocast, args.max_frames, args.out, args.gifs,
                       args.convention, image_names=bool(args.frames), height=args.height, **kw)
     if result is not None:

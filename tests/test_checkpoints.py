@@ -165,6 +165,17 @@ def fake_checkpoint(path, name):
     torch.save({"model": model.state_dict(), "args": {"model": name}, "config": vars(cfg), "step": 0}, path)
 
 
+def test_weights_that_do_not_fit_their_config_name_the_tensors(tmp_path):
+    fake_checkpoint(tmp_path / "p2s.pt", "pix2seq_d")
+    ckpt = torch.load(tmp_path / "p2s.pt", weights_only=True)
+    # as if written by another version of the code: one tensor renamed
+    ckpt["model"]["extra.weight"] = ckpt["model"].pop("decoder.conv_out.weight")
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(infer.UserError, match=r"do not fit its pix2seq_d config \(Missing key\(s\).*out\.weight.*"
+                                              r"Unexpected key\(s\).*extra\.weight"):
+        infer.load_checkpoint(tmp_path / "other.pt")
+
+
 def test_foreign_truncated_and_other_model_checkpoints_are_user_errors(tmp_path, kitti):
     fake_checkpoint(tmp_path / "p2s.pt", "pix2seq_d")
     (tmp_path / "text.pt").write_text("not a checkpoint")
@@ -174,7 +185,7 @@ def test_foreign_truncated_and_other_model_checkpoints_are_user_errors(tmp_path,
     cases = [("cut.pt", "cut.pt: the file is truncated or not written by torch.save"),
              ("text.pt", "text.pt: the file is truncated or not written by torch.save"),
              ("foreign.pt", r"foreign.pt: not a checkpoint written by train.py \(it has \['weights'\]"),
-             ("nope.pt", "nope.pt: file not found")]
+             ("nope.pt", "nope.pt: file not found"), ("", ": a folder, not a file")]
     for f, msg in cases:
         with pytest.raises(infer.UserError, match=f"--ckpt .*{msg}"):
             infer.load_checkpoint(tmp_path / f)

@@ -117,12 +117,27 @@ def test_bad_frame_folders_name_the_file(tmp_path, capsys, monkeypatch):
         m.setattr(Path, "iterdir", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
         assert "cannot list" in error(tmp_path / "notes") and "Permission denied" in error(tmp_path / "notes")
     p2s = write_checkpoint(tmp_path / "p2s.pt", "pix2seq_d")
+    write_frames(tmp_path / "good", 1, 40, 70, "png")
     with pytest.raises(infer.UserError, match="--postprocess is a Video K-Net flag"):
-        infer.main(infer.parse_args(["--ckpt", str(p2s), "--frames", str(tmp_path / "notes"), "--postprocess",
+        infer.main(infer.parse_args(["--ckpt", str(p2s), "--frames", str(tmp_path / "good"), "--postprocess",
                                      "original"]))
     with pytest.raises(SystemExit):
         infer.parse_args(["--frames", str(tmp_path), "--dataset", "kitti_step", "--root", str(tmp_path)])
     assert "--frames replaces --dataset and --root" in capsys.readouterr().err
+
+
+def test_out_inside_frames_is_refused_before_any_image_is_overwritten(tmp_path):
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", "video_knet")
+    one = tmp_path / "videos" / "street"  # one video; its parent `videos` is a folder of videos
+    write_frames(one, 2, 40, 70, "png")
+    before = {f.name: f.read_bytes() for f in one.iterdir()}
+    for frames, out in [(one, one), (one, tmp_path / "videos"), (one, one / "pred"), (one.parent, one.parent),
+                        (one.parent, one), (one.parent, one.parent / "pred")]:
+        with pytest.raises(infer.UserError, match="--frames .*: over or beside"):
+            infer.main(infer.parse_args(["--ckpt", str(ckpt), "--frames", str(frames), "--out", str(out)]))
+    assert {f.name: f.read_bytes() for f in one.iterdir()} == before  # nothing written, nothing overwritten
+    # beside it is fine: --frames videos --out tmp_path writes tmp_path/street/, not videos/street/
+    infer.check_out_beside_frames(tmp_path, one.parent, infer.frame_folders(one.parent))
 
 
 def test_frame_folders_skip_what_file_managers_leave_and_size_frames_upright(tmp_path):
