@@ -685,46 +685,47 @@ def main(args):
     log = open(out_dir / "log.jsonl", "a") if master else None
     snapshot, meter, skipped = BufferSnapshot(raw_model), Meter(), 0
     set_train_mode(raw_model, args.freeze_bn)
-    bar = tqdm(total=args.max_iters, initial=step, desc="train", unit="step", disable=not master, dynamic_ncols=True)
-    while step < args.max_iters:
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        lr = lr_at(step, args)
-        set_lr(optimizer, lr)
-        snapshot.take()
-        with autocast:
-            loss, logs = module.compute_loss(raw_model, batch["image"], batch["semantic"], batch["instance"],
-                                             generator=generator, forward=forward, **loss_kw)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
-        if not torch.isfinite(gnorm):
-            skipped += 1
-            skip_step(optimizer, snapshot, loss, gnorm, step, rank, skipped)
-            continue
-        skipped = 0
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update(step)
-        step += 1
-        bar.update()
-        meter.add({"loss": loss, "grad_norm": gnorm, **logs})
-        if step % args.log_interval == 0 or step == args.max_iters:
-            if master:
-                write_log(log, step, lr, *meter.read())
-            meter.reset()
-        if step % args.eval_interval == 0 or step == args.max_iters:
-            t_eval = time.time()
-            states = generator_states(generator, ddp, world)
-            if master:
-                stq = evaluate_and_log(args, step, ema.model if ema else raw_model, eval_seqs, device, autocast, log)
-                set_train_mode(raw_model, args.freeze_bn)
-                best = max(best, stq)
-                state = training_state(args, cfg, step, best, raw_model, ema, optimizer, states, world)
-                save_checkpoint(ckpt_path, state)
-            if ddp:
-                torch.distributed.barrier()
-            meter.exclude(time.time() - t_eval)
-    bar.close()
+    with tqdm(total=args.max_iters, initial=step, desc="train", unit="step", disable=not master,
+              dynamic_ncols=True) as bar:  # closed on an error too, so `error: ...` gets a line of its own
+        while step < args.max_iters:
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            lr = lr_at(step, args)
+            set_lr(optimizer, lr)
+            snapshot.take()
+            with autocast:
+                loss, logs = module.compute_loss(raw_model, batch["image"], batch["semantic"], batch["instance"],
+                                                 generator=generator, forward=forward, **loss_kw)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip or float("inf"))
+            if not torch.isfinite(gnorm):
+                skipped += 1
+                skip_step(optimizer, snapshot, loss, gnorm, step, rank, skipped)
+                continue
+            skipped = 0
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(step)
+            step += 1
+            bar.update()
+            meter.add({"loss": loss, "grad_norm": gnorm, **logs})
+            if step % args.log_interval == 0 or step == args.max_iters:
+                if master:
+                    write_log(log, step, lr, *meter.read())
+                meter.reset()
+            if step % args.eval_interval == 0 or step == args.max_iters:
+                t_eval = time.time()
+                states = generator_states(generator, ddp, world)
+                if master:
+                    eval_model = ema.model if ema else raw_model
+                    stq = evaluate_and_log(args, step, eval_model, eval_seqs, device, autocast, log)
+                    set_train_mode(raw_model, args.freeze_bn)
+                    best = max(best, stq)
+                    state = training_state(args, cfg, step, best, raw_model, ema, optimizer, states, world)
+                    save_checkpoint(ckpt_path, state)
+                if ddp:
+                    torch.distributed.barrier()
+                meter.exclude(time.time() - t_eval)
     if master:
         log.close()
         left = " (nothing was left to train)" if step == start_step else ""

@@ -246,6 +246,19 @@ def test_skipped_steps_leave_no_trace(tmp_path, monkeypatch, small_data):
     assert (out / "ckpt.pt").read_bytes() == saved and not list(out.glob("*.tmp"))
 
 
+def test_an_error_mid_training_gets_a_line_of_its_own(tmp_path, monkeypatch, small_data, capsys):
+    """A data error raised inside the loop closes the progress bar first, so `error: ...` starts a line instead of
+    trailing the bar's last frame."""
+    def broken(*a, **kw):
+        raise data.DataError("/d/000001.png: unreadable or truncated image")
+
+    monkeypatch.setattr(pix2seq_d, "compute_loss", broken)
+    with pytest.raises(SystemExit):
+        infer.run_cli(train.main, train.parse_args(["--out_dir", str(tmp_path)] + FAST))
+    err = capsys.readouterr().err
+    assert "\nerror: /d/000001.png: unreadable or truncated image\n" in err and "train:" in err
+
+
 def test_bad_flags_are_clear(tmp_path, capsys):
     for argv, msg in [(["--dataset", "kitti_step"], "--dataset kitti_step needs --root"),
                       (["--root", "DIR"], "--root DIR is given but --dataset is synthetic"),
