@@ -9,7 +9,7 @@ video_knet.load_mmdet_checkpoint's), which prints what it loaded, skipped and le
 fills under 95% of the tensors it should (--allow_partial_init to accept one). The output is written the way
 train.py writes its checkpoints (a temp file, then a rename), at step 0, with no optimizer state. A file that holds
 Python objects besides tensors (mmcv's meta) is refused by torch.load(weights_only=True); the error says how to
-save its state_dict alone.
+save its state_dict alone. A checkpoint train.py wrote is refused too: it needs no conversion.
 """
 import argparse
 import sys
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train  # noqa: E402
 import video_knet  # noqa: E402
-from infer import UserError, build_model, run_cli  # noqa: E402
+from infer import UserError, build_model, run_cli, torch_load  # noqa: E402
 
 
 def convert(src, dst, allow_partial=False):
@@ -31,6 +31,10 @@ def convert(src, dst, allow_partial=False):
     parent = next((p for p in dst.parents if p.exists()), None)  # the deepest part of the path that exists
     if parent is not None and not parent.is_dir():
         raise UserError(f"{dst}: {parent} is a file, not a folder")
+    src_ckpt = torch_load(src, "source checkpoint")
+    if isinstance(src_ckpt, dict) and "model" in src_ckpt and isinstance(src_ckpt.get("args"), dict):
+        raise UserError(f"source checkpoint {src}: already written by train.py (a {src_ckpt['args'].get('model')} "
+                        "model); infer.py --ckpt and train.py --init_from read it as it is, without conversion")
     model, cfg = build_model("video_knet", dict(video_knet.PRESETS["paper"]))
     line = train.load_init(model, "video_knet", src, allow_partial, flag="source checkpoint")
     ckpt = {"model": model.state_dict(), "ema": None, "config": asdict(cfg), "step": 0,

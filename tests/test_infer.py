@@ -173,3 +173,6 @@ def test_authors_checkpoint_converts_for_infer(tmp_path):
         convert_knet_checkpoint.convert(tmp_path / "foreign.pth", tmp_path / "out")
     with pytest.raises(infer.UserError, match=r"knet.pth is a file, not a folder"):
         convert_knet_checkpoint.convert(tmp_path / "foreign.pth", tmp_path / "knet.pth" / "sub" / "ckpt.pt")
+    with pytest.raises(infer.UserError, match=r"^source checkpoint .*ckpt.pt: already written by train.py \(a "
+                       r"video_knet model\); infer.py --ckpt and train.py --init_from read it as it is"):
+        convert_knet_checkpoint.convert(tmp_path / "out" / "ckpt.pt", tmp_path / "out3" / "ckpt.pt")

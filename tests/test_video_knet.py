@@ -216,6 +216,24 @@ def test_semantic_fpn_stride_4_keeps_the_state_dict_and_doubles_the_mask_size():
     assert torch.isfinite(vk.compute_loss(m4, img, sem, ins)[0])
 
 
+def test_mask_positions_add_no_weights_and_follow_the_cell_formula():
+    """The tiny preset's positions at the mask stride: sin / cos of the cell index (1-based, y channels first) on the
+    fastest channels, no new parameters, and they change what the masks see."""
+    x = torch.zeros(1, 64, 5, 7)
+    pe = vk.sine_position_encoding(x, normalize=False)[0]  # (C, h, w)
+    rows, cols = torch.arange(1, 6.0)[:, None].expand(5, 7), torch.arange(1, 8.0)[None].expand(5, 7)
+    assert torch.allclose(pe[0], rows.sin(), atol=1e-6) and torch.allclose(pe[1], rows.cos(), atol=1e-6)
+    assert torch.allclose(pe[32], cols.sin(), atol=1e-6) and torch.allclose(pe[33], cols.cos(), atol=1e-6)
+    norm = vk.sine_position_encoding(x)[0]  # the original's, on P5: one period over the map at most
+    assert torch.allclose(norm[32], (cols / 7 * 2 * math.pi).sin(), atol=1e-5)
+    plain, pos = small_model(mask_stride=4), small_model(mask_stride=4, mask_positions=True)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in pos.state_dict().items()}
+    pos.load_state_dict(plain.state_dict())
+    image = torch.rand(1, 3, 64, 96)
+    assert not torch.allclose(plain(image)["masks"][-1], pos(image)["masks"][-1])
+    assert vk.PRESETS["tiny"]["mask_positions"] and not vk.VideoKNetConfig().mask_positions  # the paper: none
+
+
 def per_frame_loss(model, out, semantic, instance):
     """compute_loss written as the original loops: per frame its targets, per matching round its own cost matrix and
     Hungarian, per frame its losses; set losses of the B key (reference) frames summed, divided by their GT mask
