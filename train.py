@@ -22,7 +22,7 @@ import re
 import subprocess
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -498,20 +498,26 @@ def restore_checkpoint(ckpt_path, args, cfg, model, ema, optimizer, generator, r
     if ckpt["args"].get("dataset") != args.dataset:
         raise UserError(f"--resume: {ckpt_path} was trained on {ckpt['args'].get('dataset')}, this run is on "
                         f"{args.dataset}: pass --dataset {ckpt['args'].get('dataset')} or another --out_dir")
+    def plain(v):
+        return list(v) if isinstance(v, tuple) else v
+
+    # the model config must be the one the run started with, also where the weights would fit (e.g. a recipe knob
+    # of the preset); a field the checkpoint lacks is one the code of then did not have: its default
+    defaults = {f.name: None if f.default is MISSING else f.default for f in fields(cfg)}
+    saved = {k: ckpt["config"].get(k, defaults[k]) for k in defaults}
+    diff = [f"{k} {plain(saved[k])} there, {plain(v)} here" for k, v in asdict(cfg).items()
+            if plain(saved[k]) != plain(v)]
     try:
+        if diff:
+            raise ValueError("config")
         model.load_state_dict(ckpt["model"])
         if ema is not None and ckpt.get("ema") is not None:
             ema.model.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:  # another --preset, --cond, --freeze_bn, ...
-        def plain(v):
-            return list(v) if isinstance(v, tuple) else v
-
-        diff = [f"{k} {plain(ckpt['config'].get(k))} there, {plain(v)} here" for k, v in asdict(cfg).items()
-                if plain(ckpt["config"].get(k)) != plain(v)]
+    except (RuntimeError, ValueError, KeyError) as e:  # another --preset, --cond, --freeze_bn, another code's preset
         why = "; ".join(diff) if diff else (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags of the run "
-                        "that wrote it, or use another --out_dir") from None
+        raise UserError(f"--resume: {ckpt_path} does not fit this run ({why}); resume with the flags (and the code) "
+                        "of the run that wrote it, or use another --out_dir") from None
     here = plain_args(args)
     changed = [f"--{k} {ckpt['args'].get(k)} there, {here[k]} here" for k in RESUME_NOTED
                if ckpt["args"].get(k) != here[k]]

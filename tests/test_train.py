@@ -194,6 +194,15 @@ def test_resume_names_changed_flags_and_refuses_another_dataset(tmp_path, small_
     assert "flags differ from those that wrote" in out and "--lr 0.001 there, 0.003 here" in out
     with pytest.raises(infer.UserError, match="was trained on synthetic, this run is on synthetic_hard"):
         train.main(train.parse_args(args + ["--max_iters", "3", "--resume", "--dataset", "synthetic_hard"]))
+    # a model config other than this run's, where the weights still fit (a preset's recipe knob, or a field the
+    # code that wrote the checkpoint did not have: its default) is refused too, naming the fields
+    ckpt = torch.load(tmp_path / "ckpt.pt", map_location="cpu", weights_only=True)
+    ckpt["config"]["frame_dropout"] = 0.2
+    del ckpt["config"]["dropped_ids"]
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    with pytest.raises(infer.UserError, match=r"does not fit this run \(frame_dropout 0.2 there, 0.5 here; "
+                                              r"dropped_ids random there, x_order here\)"):
+        train.main(train.parse_args(args + ["--max_iters", "3", "--resume"]))
 
 
 def test_skipped_steps_leave_no_trace(tmp_path, monkeypatch, small_data):
@@ -395,7 +404,7 @@ def test_init_from_with_another_cond_names_the_flags(tmp_path):
         train.main(train.parse_args(FAST + ["--cond", "mask+diff", "--init_from", str(ckpt),
                                             "--out_dir", str(tmp_path / "b")]))
     with pytest.raises(infer.UserError, match=r"--resume: .*ckpt.pt does not fit this run \(cond mask there, "
-                                              r"mask\+diff here\); resume with the flags of the run that wrote it"):
+                                              r"mask\+diff here\); resume with the flags \(and the code\) of the run"):
         train.main(train.parse_args(FAST + ["--cond", "mask+diff", "--resume", "--out_dir", str(tmp_path / "a")]))
 
 
