@@ -83,10 +83,11 @@ def check_out_dir(path, flag):
         raise UserError(f"{flag} {path}: a file of that name exists; give a folder")
 
 
-def torch_load(path, flag, objects_hint=""):
+def torch_load(path, flag, objects_hint="", missing_hint=""):
     """File path -> torch.load(path, weights_only=True); UserError naming the flag and the file when that fails."""
     if not Path(path).is_file():
-        raise UserError(f"{flag} {path}: " + ("a folder, not a file" if Path(path).is_dir() else "file not found"))
+        what = "a folder, not a file" if Path(path).is_dir() else "file not found"
+        raise UserError(f"{flag} {path}: {what}{missing_hint}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated (e.g. a killed copy), not a PyTorch file, or pickled Python objects
@@ -110,10 +111,7 @@ def check_checkpoint(ckpt, path, flag="--ckpt"):
 
 def read_checkpoint(path, flag="--ckpt"):
     """train.py checkpoint path -> its dict; UserError naming the file when it is missing, truncated or foreign."""
-    if not Path(path).is_file():
-        what = "a folder, not a file" if Path(path).is_dir() else "file not found"
-        raise UserError(f"{flag} {path}: {what} (train.py writes OUT_DIR/ckpt.pt)")
-    ckpt = torch_load(path, flag)
+    ckpt = torch_load(path, flag, missing_hint=" (train.py writes OUT_DIR/ckpt.pt)")
     check_checkpoint(ckpt, path, flag)
     return ckpt
 

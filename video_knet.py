@@ -32,11 +32,9 @@ Differences from the original (and why):
 - No Kernel Fusion (Swin configs only; not in the released R50 config).
 - The tiny preset (CPU, 96x288 synthetic frames) uses mask_stride 4, the original SemanticFPNWrapper's
   upsample_times=3 (same weights): at stride 8 small persons vanish (README, oracle ceilings). Paper: stride 8.
-- The tiny preset adds sine positions in feature cells (the P5 encoding's formula without normalisation, so the
-  fastest channels repeat every 2 pi cells) to the semantic FPN's sum at the mask stride (mask_positions; no
-  weights). Alike persons side by side have alike features there, and a kernel's 1x1 mask conv cannot tell them
-  apart. Synthetic val split, seeds 0-3 (README): STQ / AQ 0.589 / 0.411 against 0.570 / 0.389 (paired +0.019 +-
-  0.008 / +0.022 +- 0.009, standard error). Paper: positions on P5 only.
+- The tiny preset also adds sine positions in cells at the mask stride (mask_positions, no weights; paper: on P5
+  only): alike persons side by side have alike features there, which a kernel's 1x1 mask conv cannot tell apart.
+  Synthetic val, seeds 0-3 (README): STQ / AQ 0.589 / 0.411 against 0.570 / 0.389 (paired +0.019 / +0.022).
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
 N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C);
@@ -85,7 +83,7 @@ SIZE_MULTIPLE = 32  # image height and width: multiples of the backbone stride (
 PRESETS = {
     "paper": dict(num_thing_kernels=100, feat_channels=256, backbone_width=64, backbone_depth=(3, 4, 6, 3)),
     "tiny": dict(num_thing_kernels=16, feat_channels=64, backbone_width=16, backbone_depth=(1, 1, 1, 1), mask_stride=4,
-                 mask_positions=True),  # both for small, alike neighbours: docstring, "differences"
+                 mask_positions=True),  # small, alike neighbours (docstring, "differences")
 }
 
 
@@ -171,17 +169,13 @@ def conv_gn(cin, cout, k, stride=1):
 
 def sine_position_encoding(x, temperature=10000.0, normalize=True):
     """(B, C, H, W) -> (B, C, H, W) mmdet SinePositionalEncoding(C/2, normalize, scale 2 pi), no padding.
-
-    normalize: positions 1..n / n * 2 pi (one period over the map at most); else positions in cells 1..n (the
-    fastest channels repeat every 2 pi cells, so neighbours a cell apart differ)."""
+    normalize=False: positions in cells 1..n, so the fastest channels repeat every 2 pi cells (neighbours differ)."""
     B, C, H, W = x.shape
     dim_t = temperature ** (2 * (torch.arange(C // 2, device=x.device) // 2) / (C // 2))
 
     def embed(n):  # (n, C/2), sin and cos interleaved
         pos = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[:, None]  # (n, 1) cells
-        if normalize:
-            pos = pos / (n + 1e-6) * 2 * math.pi  # in (0, 2 pi]
-        pos = pos / dim_t  # (n, C/2)
+        pos = (pos / (n + 1e-6) * 2 * math.pi if normalize else pos) / dim_t  # (n, C/2); normalised: in (0, 2 pi]
         return torch.stack([pos[:, 0::2].sin(), pos[:, 1::2].cos()], dim=2).flatten(1)
 
     pos = torch.cat([embed(H)[:, None].expand(H, W, -1), embed(W)[None].expand(H, W, -1)], dim=2)  # y first
@@ -192,8 +186,7 @@ class SemanticFPN(nn.Module):
     """K-Net's SemanticFPNWrapper: P2 (3x3, stride 2), P3, P4 (up x2), P5 + sine encoding (up x4), summed at s8.
 
     stride=4 is the original's upsample_times=3: P2's conv keeps stride 1 and every other level upsamples once more,
-    so the sum is at stride 4 with exactly the same parameters (names and shapes) as at stride 8. positions=True
-    adds sine positions in cells to that sum (not in the original; no parameters)."""
+    so the sum is at stride 4 with exactly the same parameters (names and shapes) as at stride 8."""
 
     def __init__(self, c, stride=8, positions=False):
         super().__init__()
@@ -217,7 +210,7 @@ class SemanticFPN(nn.Module):
         """[P2..P5] -> localization and semantic features, each (B, C, h, w) at the stride (8 or 4)."""
         feats = list(feats[:3]) + [feats[3] + sine_position_encoding(feats[3])]  # P5 gets the positions
         x = sum(level(f) for level, f in zip(self.convs_all_levels, feats))  # (B, C, h, w)
-        if self.positions:  # where each pixel is, for kernels to tell alike neighbours apart
+        if self.positions:  # not in the original: where each pixel is, to tell alike neighbours apart
             x = x + sine_position_encoding(x, normalize=False)
         return self.conv_pred(x), self.aux_convs[0](x)  # (B, C, h, w) each
 
