@@ -304,13 +304,6 @@ def init_summary(own, loaded, skipped, present, expected):
     return text, len(set(loaded) & set(expected)) / max(1, len(expected))
 
 
-def mmdet_name(key):
-    """The authors' mmdet key name -> ours, by video_knet.MMDET_RENAMES (as load_mmdet_checkpoint maps it)."""
-    for pattern, repl in MODELS["video_knet"].MMDET_RENAMES:
-        key = re.sub(pattern, repl, key)
-    return key
-
-
 def load_init(model, name, path, allow_partial=False, flag="--init_from"):
     """Model + --init_from file -> summary line; loads in place what fits (of ours, the EMA weights if saved).
 
@@ -327,8 +320,8 @@ def load_init(model, name, path, allow_partial=False, flag="--init_from"):
         if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
             raise UserError(f"{flag} {path}: neither a checkpoint written by train.py nor an mmdet (Video) K-Net "
                             "state_dict (a dict of tensors, or one under 'state_dict')")
-        ours = {k: mmdet_name(k) for k in state}
         result = MODELS["video_knet"].load_mmdet_checkpoint(model, state)
+        ours = result["names"]  # their key -> our name
         loaded, kind = {ours[k] for k in result["loaded"]}, "mmdet"
         skipped = [(k, f"shape {tuple(state[k].shape)} vs {own[ours[k]]}" if ours[k] in own else "unexpected")
                    for k in result["skipped"]]

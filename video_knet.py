@@ -883,21 +883,23 @@ MMDET_RENAMES = [
 
 
 def load_mmdet_checkpoint(model, state_dict):
-    """mmdet K-Net / Video K-Net state_dict (or a checkpoint with "state_dict") -> {"loaded": keys, "skipped": keys}.
+    """mmdet K-Net / Video K-Net state_dict (or a checkpoint with "state_dict") -> {"loaded", "skipped": keys, "names"}.
 
     Renames the authors' keys with MMDET_RENAMES and loads every key whose new name and shape match ours; the rest
     is skipped and listed (e.g. the link / embedding modules, absent from the K-Net Cityscapes-STEP weights, keep
-    their initialisation). The class order inside the model (things first) is the original's."""
+    their initialisation); "names" maps each of their keys to ours. The class order inside the model (things first)
+    is the original's."""
     own = model.state_dict()
     new = {}  # our name -> their tensor, for the keys that fit
-    loaded, skipped = [], []  # their key names
+    loaded, skipped, names = [], [], {}  # their key names; their key -> our name
     for key, value in state_dict.get("state_dict", state_dict).items():
         name = key
         for pattern, repl in MMDET_RENAMES:
             name = re.sub(pattern, repl, name)
+        names[key] = name
         ok = name in own and tuple(own[name].shape) == tuple(value.shape)
         (loaded if ok else skipped).append(key)
         if ok:
             new[name] = value
     model.load_state_dict(new, strict=False)
-    return {"loaded": loaded, "skipped": skipped}
+    return {"loaded": loaded, "skipped": skipped, "names": names}
