@@ -51,11 +51,15 @@ class UserError(ValueError):
     """A mistake in the command or in the files it names, not a bug: the scripts print `error: ...`, no traceback."""
 
 
-def run_cli(main, *args):
+def run_cli(main, *args, on_interrupt=""):
     """main(*args) for a command line: a UserError or data.DataError (a mistake in the command or its files) prints
-    one line `error: ...` and exits with status 2; a bug keeps its traceback."""
+    one line `error: ...` and exits with status 2; Ctrl-C prints `interrupted` (and on_interrupt, e.g. how to
+    resume) and exits with status 130; a bug keeps its traceback."""
     try:
         return main(*args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted{'; ' + on_interrupt if on_interrupt else ''}", file=sys.stderr)
+        sys.exit(130)
     except (UserError, data.DataError) as e:
         message = str(e).strip()
         if "Original Traceback" in message:  # raised in a DataLoader worker: keep the worker's own last line
@@ -65,15 +69,21 @@ def run_cli(main, *args):
 
 
 def check_device(name):
-    """--device string -> torch.device; UserError for a name torch does not know or a GPU this torch cannot use."""
+    """--device string -> torch.device; UserError for anything but cpu / cuda / cuda:N, or a GPU this torch or this
+    machine does not have (the code paths are written and tested for CPU and CUDA only: no mps, xpu, ...)."""
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device {name}: use cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: use cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
         raise UserError(f"--device {name}: no CUDA device is available (torch {torch.__version__} is {build}); "
                         "use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -93,9 +103,9 @@ def torch_load(path, flag, objects_hint="", missing_hint=""):
     except Exception as e:  # truncated (e.g. a killed copy), not a PyTorch file, or pickled Python objects
         msg = str(e).split("WeightsUnpickler error:")[-1].strip() or type(e).__name__
         objects = "Unsupported global" in msg
-        what = ("holds Python objects, which weights_only=True refuses" if objects else
+        what = ("holds Python objects (or is damaged), which weights_only=True refuses" if objects else
                 "is truncated or not written by torch.save")
-        why = msg.splitlines()[0].split(". ")[0][:160]
+        why = "".join(c if c.isprintable() else "?" for c in msg.splitlines()[0].split(". ")[0][:160])  # no raw bytes
         raise UserError(f"{flag} {path}: the file {what} ({why}){objects_hint * objects}") from None
 
 
@@ -200,7 +210,7 @@ def frame_folders(root):
     """--frames DIR -> [data.Sequence]: DIR of images is one video, DIR of folders of images one video each."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"--frames {root}: not a folder")
+        raise UserError(f"--frames {root}: " + ("not a folder" if Path(root).exists() else "no such folder"))
     entries = listing(root)
     folders = sorted((f for f in entries if f.is_dir()), key=by_name)
     if not entries:

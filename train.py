@@ -199,6 +199,10 @@ def will_resume(args, ckpt_path, master):
         print(f"--resume: no checkpoint {ckpt_path} yet, so this run starts at step 0")
     elif master and resume and (args.backbone_weights or args.init_from):
         print(f"--resume: the weights come from {ckpt_path}; --backbone_weights / --init_from not loaded")
+    elif master and not args.resume and ckpt_path.exists():
+        print(f"warning: {ckpt_path} exists and this run starts at step 0 without --resume: it starts a new "
+              "log.jsonl now and replaces the checkpoint at its first evaluation (Ctrl-C now and add --resume to "
+              "continue that run, or give another --out_dir)")
     return resume
 
 
@@ -542,7 +546,8 @@ def evaluate_and_log(args, step, model, eval_seqs, device, autocast, log):
     kw = dict(generator=torch.Generator(device).manual_seed(args.seed)) if args.model == "pix2seq_d" else {}
     result = evaluate(model.eval(), args.model, eval_seqs, device, autocast, args.eval_frames, **kw)
     tqdm.write(f"eval step {step} | {format_scores(result)}")
-    scores = {k: result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}
+    # NaN (e.g. VPQ of videos shorter than its windows) as null: json.dumps would write NaN, which is not JSON
+    scores = {k: None if math.isnan(result[k]) else result[k] for k in ("STQ", "AQ", "SQ", "VPQ")}
     run = {"model": args.model, "preset": args.preset, "dataset": args.dataset}  # so seed tables do not mix runs
     log.write(json.dumps({"step": step, "eval": scores, **run}, default=float) + "\n")
     log.flush()
@@ -673,9 +678,8 @@ def main(args):
     clips = training_clips(args, cfg, train_seqs, module.PAD_VALUE)
     batches = batch_stream(clips, args, step, rank, world, default_workers(args, cuda), pin_memory=cuda)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if master and args.resume:  # drop log lines of steps the checkpoint never saw (all of them without one)
-        truncate_log(out_dir / "log.jsonl", step)
     if master:
+        truncate_log(out_dir / "log.jsonl", step)  # drop lines of steps the checkpoint never saw (all: a new run)
         print_header(args, raw_model, len(clips), device, world, init_lines)
         if resume:
             print(f"resumed from {ckpt_path} at step {step} of {args.max_iters} (best STQ so far {best:.4f})")
@@ -737,4 +741,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_cli(main, parse_args())  # a mistake in the command or its files: one line `error: ...`; bugs keep a traceback
+    args = parse_args()
+    # a mistake in the command or its files: one line `error: ...`; Ctrl-C: how to resume; bugs keep a traceback
+    run_cli(main, args, on_interrupt=f"to go on from the last checkpoint: the same command with --resume "
+                                     f"(--out_dir {args.out_dir})")

@@ -617,6 +617,9 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
     if images.dim() != 5 or images.shape[1] != 2 or not semantic.shape == instance.shape == images[:, :, 0].shape:
         raise ValueError(f"compute_loss: expected images (B, 2, 3, H, W) and labels (B, 2, H, W), got "
                          f"{tuple(images.shape)}, {tuple(semantic.shape)}, {tuple(instance.shape)}")
+    # a host sync, as the matching's (which copies its costs to the host anyway)
+    if bool((((semantic < 0) | (semantic >= cfg.num_classes)) & (semantic != 255)).any() | (instance < 0).any()):
+        raise ValueError(f"compute_loss: semantic must be in [0, {cfg.num_classes}) or 255 (void), instance >= 0")
     B, nt, kt, S = images.shape[0], cfg.num_thing_kernels, len(cfg.thing_classes), cfg.num_stages
     out = (model if forward is None else forward)(images)
 

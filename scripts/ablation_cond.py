@@ -48,7 +48,7 @@ def final_score(run_dir, max_iters):
     for line in log.read_text().splitlines():
         rec = json.loads(line)
         if rec.get("step") == max_iters and "eval" in rec:
-            return rec["eval"]
+            return {k: float("nan") if v is None else v for k, v in rec["eval"].items()}  # null: NaN
     return None
 
 

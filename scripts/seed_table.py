@@ -41,7 +41,7 @@ def main(argv=None):
     kinds = {what for _, _, what in runs if what != (None,) * len(RUN)}
     if len(kinds) > 1:
         sys.exit(f"error: the runs are of different {' / '.join(RUN)}: {sorted(kinds)}")
-    scores = {k: np.array([r[k] for _, r, _ in runs]) for k in KEYS}
+    scores = {k: np.array([np.nan if r[k] is None else r[k] for _, r, _ in runs], float) for k in KEYS}  # null: NaN
     spread = lambda v: f"{v.mean():.3f} +- {v.std(ddof=1) if len(v) > 1 else 0:.3f}"  # noqa: E731
     row = [args.name] + [spread(scores[k]) for k in KEYS] + [str(len(runs))]
     row += [" ".join(f"{x:.3f}" for x in scores[k]) for k in ("STQ", "AQ")]

@@ -182,7 +182,12 @@ def test_foreign_truncated_and_other_model_checkpoints_are_user_errors(tmp_path,
     blob = (tmp_path / "p2s.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    damaged = bytearray(blob)
+    at = damaged.find(b"_rebuild_tensor")
+    damaged[at:at + 8] = b"\x02\x03ABCDEF"  # bytes changed in a class name: one printable line, no raw bytes
+    (tmp_path / "damaged.pt").write_bytes(bytes(damaged))
     cases = [("cut.pt", "cut.pt: the file is truncated or not written by torch.save"),
+             ("damaged.pt", r"damaged.pt: the file holds Python objects \(or is damaged\).*torch._utils.\?\?ABCDEF"),
              ("text.pt", "text.pt: the file is truncated or not written by torch.save"),
              ("foreign.pt", r"foreign.pt: not a checkpoint written by train.py \(it has \['weights'\]"),
              ("nope.pt", "nope.pt: file not found"), ("", ": a folder, not a file")]

@@ -43,7 +43,13 @@ def test_device_mistakes_are_user_errors():
     with pytest.raises(infer.UserError, match="--device gpu: use cpu, cuda or cuda:N"):
         infer.check_device("gpu")
     assert infer.check_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():  # the CPU wheel: a clear line instead of torch's AssertionError (or NCCL's)
+    for name in ("mps", "xpu", "meta"):  # names torch knows but this code never runs on: was torch's traceback
+        with pytest.raises(infer.UserError, match=f"--device {name}: use cpu, cuda or cuda:N"):
+            infer.check_device(name)
+    if torch.cuda.is_available():
+        with pytest.raises(infer.UserError, match="CUDA device"):  # one past the last GPU
+            infer.check_device(f"cuda:{torch.cuda.device_count()}")
+    else:  # the CPU wheel: a clear line instead of torch's AssertionError (or NCCL's)
         with pytest.raises(infer.UserError, match="no CUDA device is available.*use --device cpu"):
             infer.check_device("cuda")
 
@@ -72,6 +78,9 @@ def test_run_cli_prints_one_line_and_exits_2(capsys):
         assert exit_info.value.code == 2 and capsys.readouterr().err == line
     with pytest.raises(KeyError):
         infer.run_cli(fail, KeyError("a bug"))
+    with pytest.raises(SystemExit) as exit_info:  # Ctrl-C: one line with the hint, exit 130, no traceback
+        infer.run_cli(fail, KeyboardInterrupt(), on_interrupt="rerun with --resume")
+    assert exit_info.value.code == 130 and capsys.readouterr().err == "\ninterrupted; rerun with --resume\n"
 
 
 def test_dataset_mistakes_are_data_errors():

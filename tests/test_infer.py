@@ -92,7 +92,9 @@ def test_bad_frame_folders_name_the_file(tmp_path, capsys, monkeypatch):
 
     (tmp_path / "empty").mkdir()
     assert "empty" in error(tmp_path / "empty")
-    assert "not a folder" in error(tmp_path / "nope")
+    assert "nope: no such folder" in error(tmp_path / "nope")
+    (tmp_path / "a_file").write_text("")
+    assert "a_file: not a folder" in error(tmp_path / "a_file")
     write_frames(tmp_path / "sizes", 2, 40, 70, "png")
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "sizes" / "frame3.png")
     assert "frame3.png is 60x40 but" in error(tmp_path / "sizes") and "frame1.png is 70x40" in error(tmp_path / "sizes")

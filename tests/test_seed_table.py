@@ -38,3 +38,13 @@ def test_unfinished_or_unequal_runs_are_errors(tmp_path):
     write_log(tmp_path / "c", 100, 0.5, 0.2, model="pix2seq_d")
     with pytest.raises(SystemExit, match="different model / preset / dataset"):
         seed_table.main([str(tmp_path / "a"), str(tmp_path / "c")])
+
+
+def test_a_null_score_reads_as_nan(tmp_path, capsys):
+    """train.py logs an undefined score (VPQ of videos shorter than its windows) as null."""
+    for i in range(2):
+        write_log(tmp_path / f"s{i}", 100, 0.5, 0.2)
+        log = tmp_path / f"s{i}" / "log.jsonl"
+        log.write_text(log.read_text().replace('"VPQ": 0.5', '"VPQ": null'))
+    scores = seed_table.main([str(tmp_path / "s0"), str(tmp_path / "s1")])
+    assert scores["STQ"].tolist() == [0.5, 0.5] and "| nan +- nan |" in capsys.readouterr().out

@@ -117,8 +117,12 @@ def test_train_resume_infer_metrics(tmp_path, model, capsys):
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # plain values only
     assert ckpt["step"] == 2 and ckpt["args"]["model"] == model and 0 <= ckpt["best"] <= 1
     first = {k: v.clone() for k, v in ckpt["model"].items()}
-    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    def strict(constant):  # json.loads accepts NaN; JSON (jq, other languages) does not
+        raise ValueError(f"log.jsonl holds {constant}")
+
+    log = [json.loads(line, parse_constant=strict) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2] and any("eval" in r for r in log)
+    assert [r["eval"]["VPQ"] for r in log if "eval" in r] == [None]  # 2 frames: no 4-frame window, VPQ NaN -> null
     assert not list(out.glob("*.tmp"))
 
     # resume continues at step 2 with the saved optimizer state and trains 2 more steps
@@ -155,6 +159,13 @@ def test_train_resume_infer_metrics(tmp_path, model, capsys):
         assert cli[k] == pytest.approx(result[k], abs=1e-12, nan_ok=True)  # VPQ: k = 4 needs 4 frames
     saved = json.loads((pred / "metrics.json").read_text())
     assert saved["STQ"] == pytest.approx(result["STQ"])
+
+    # the same --out_dir again without --resume: a warning, and a new log.jsonl (not lines of two runs mixed)
+    capsys.readouterr()
+    train.main(train.parse_args(["--model", model, "--out_dir", str(out)] + FAST + ["--max_iters", "1"]))
+    assert f"warning: {out / 'ckpt.pt'} exists and this run starts at step 0 without --resume" in capsys.readouterr().out
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1]
 
 
 @pytest.mark.parametrize("model", ["pix2seq_d", "video_knet"])

@@ -368,6 +368,9 @@ def test_compute_loss_rejects_bad_shapes():
         vk.compute_loss(model, img[..., :50, :], sem[..., :50, :], ins[..., :50, :])
     with pytest.raises(ValueError, match="compute_loss"):
         vk.compute_loss(model, img, sem[:, :1], ins[:, :1])
+    for bad_sem, bad_ins in [(sem.clamp(max=0) + 19, ins), (sem.clamp(max=0) - 1, ins), (sem, ins - 1)]:
+        with pytest.raises(ValueError, match=r"semantic must be in \[0, 19\) or 255"):  # was read as void or road
+            vk.compute_loss(model, img, bad_sem, bad_ins)
 
 
 # -----------------------------------------------------------------------------
