@@ -184,9 +184,10 @@ class VideoPanopticMetrics:
         if not (1 <= num_classes <= 32767 and 0 <= ignore_label < MAX_INSTANCE and windows and min(windows) >= 1):
             raise ValueError(f"need 1 <= num_classes <= 32767, 0 <= ignore_label < 65536 and windows >= 1, got "
                              f"{num_classes}, {ignore_label}, {windows}")
-        if any(not 0 <= c < num_classes or c == ignore_label for c in things) or convention not in CONVENTIONS:
-            raise ValueError(f"things {things} must be classes in 0..{num_classes - 1} other than {ignore_label}; "
-                             f"convention one of {CONVENTIONS}, got {convention!r}")
+        if any(not 0 <= c < num_classes or c == ignore_label for c in things):
+            raise ValueError(f"things {things} must be classes in 0..{num_classes - 1} other than {ignore_label}")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention one of {CONVENTIONS}, got {convention!r}")
         self.num_classes, self.things, self.ignore_label = num_classes, things, ignore_label
         self.windows, self.convention = windows, convention
         S = num_classes + 1
