@@ -325,7 +325,7 @@ def parse_args(argv=None):
     p.add_argument("--root", help="dataset root (kitti_step / cityscapes)")
     p.add_argument("--frames", help="your own frames instead of a dataset: a folder of images (one video) or of "
                    "folders of images (one video each), PNG or JPEG, any size")
-    p.add_argument("--split", default="val", help="train, val or test (test: no scores)")
+    p.add_argument("--split", default=None, help="train, val or test (test: no scores); default val")
     p.add_argument("--out", default="out/pred", help="output folder for PNGs, GIFs and metrics.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
@@ -352,8 +352,9 @@ def parse_args(argv=None):
         p.error(f"--steps {args.steps} / --td {args.td}: need steps >= 1 and td >= 0")
     if args.max_frames < 0:
         p.error(f"--max_frames {args.max_frames}: must be >= 0 (0 = all)")
-    if args.frames and (args.root or args.dataset != "synthetic"):
-        p.error("--frames replaces --dataset and --root: give one or the other")
+    if args.frames and (args.root or args.dataset != "synthetic" or args.split is not None):
+        p.error("--frames replaces --dataset, --root and --split: give one or the other")
+    args.split = "val" if args.split is None else args.split
     if args.dataset.startswith("synthetic") and args.root:
         p.error(f"--root {args.root} is given but --dataset is {args.dataset}: add --dataset kitti_step or cityscapes")
     return args

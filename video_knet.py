@@ -368,11 +368,11 @@ class VideoKNet(nn.Module):
         clip = images.dim() == 5
         if clip and images.shape[1] != 2:
             raise ValueError(f"video_knet: a clip is (B, 2, 3, H, W) (key, reference frame), got {tuple(images.shape)}")
-        images = images.transpose(0, 1).flatten(0, 1) if clip else images  # (B', 3, H, W), key frames first
-        if (images.dim() != 4 or images.shape[1] != 3
+        if (images.dim() not in (4, 5) or images.shape[-3] != 3
                 or images.shape[-2] % SIZE_MULTIPLE or images.shape[-1] % SIZE_MULTIPLE):
             raise ValueError(f"video_knet: expected images (B, 3, H, W) or (B, 2, 3, H, W) with H, W divisible by "
                              f"{SIZE_MULTIPLE}, got {tuple(images.shape)}")
+        images = images.transpose(0, 1).flatten(0, 1) if clip else images  # (B', 3, H, W), key frames first
         feats = self.neck(self.backbone((images - self.pixel_mean) / self.pixel_std))  # P2..P5
         loc, sem = self.semantic_fpn(feats)  # (B', C, h, w) each
         kernels, masks, seg, x = self.kernel_head(loc, sem)  # (B', N, C), (B', N, h, w), (B', K, h, w), (B', C, h, w)

@@ -125,7 +125,11 @@ def test_bad_frame_folders_name_the_file(tmp_path, capsys, monkeypatch):
                                      "original"]))
     with pytest.raises(SystemExit):
         infer.parse_args(["--frames", str(tmp_path), "--dataset", "kitti_step", "--root", str(tmp_path)])
-    assert "--frames replaces --dataset and --root" in capsys.readouterr().err
+    assert "--frames replaces --dataset, --root and --split" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --split had no effect with --frames, silently
+        infer.parse_args(["--frames", str(tmp_path), "--split", "test"])
+    assert "--frames replaces --dataset, --root and --split" in capsys.readouterr().err
+    assert infer.parse_args([]).split == "val"
 
 
 def test_out_inside_frames_is_refused_before_any_image_is_overwritten(tmp_path):

@@ -364,7 +364,7 @@ def test_overfit_one_clip_then_predict_it():
 def test_compute_loss_rejects_bad_shapes():
     model = small_model()
     img, sem, ins = toy_clip(H=64, W=96)
-    with pytest.raises(ValueError, match="divisible by 32"):
+    with pytest.raises(ValueError, match=r"divisible by 32, got \(1, 2, 3, 50, 96\)"):  # the shape passed in
         vk.compute_loss(model, img[..., :50, :], sem[..., :50, :], ins[..., :50, :])
     with pytest.raises(ValueError, match="compute_loss"):
         vk.compute_loss(model, img, sem[:, :1], ins[:, :1])
