@@ -64,16 +64,21 @@ class MissingSplit(DataError):
 # -----------------------------------------------------------------------------
 # PNG codec
 
-def _open_png(path):
-    """Any PNG path -> PIL image fully decoded, or DataError naming the file."""
+def _open_png(path, label=False):
+    """Any PNG path -> PIL image fully decoded, or DataError naming the file. label=True: a lossless PNG is required
+    (a JPEG saved under a .png name decodes, but its compression changes the ids)."""
     try:
         with Image.open(path) as im:
             im.load()
-            return im.copy()
+            kind = im.format
+            copy = im.copy()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for truncated or non-PNG files
         raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+    if label and kind != "PNG":
+        raise DataError(f"{path}: a label map must be a PNG file (lossless), but this is a {kind} file")
+    return copy
 
 
 def upright_size(im):
@@ -100,7 +105,7 @@ def read_image(path):
 
 def read_panoptic_png(path, num_classes=NUM_CLASSES, ignore_label=IGNORE_LABEL):
     """KITTI-STEP panoptic PNG -> (semantic int64 (H, W), instance int64 (H, W)); R = class, G*256+B = id."""
-    im = _open_png(path)
+    im = _open_png(path, label=True)
     if im.mode != "RGB":
         raise DataError(f"{path}: panoptic PNG must be RGB (R = class, G*256+B = instance), got mode {im.mode}")
     rgb = np.asarray(im).astype(np.int64)
@@ -260,7 +265,7 @@ def cityscapes_sequences(root, split):
 
 def read_cityscapes_label(path):
     """Cityscapes *_gtFine_instanceIds.png -> (semantic int64 (H, W), instance int64 (H, W)), KITTI-STEP space."""
-    return cityscapes_instance_ids_to_panoptic(np.asarray(_open_png(path)).astype(np.int64))
+    return cityscapes_instance_ids_to_panoptic(np.asarray(_open_png(path, label=True)).astype(np.int64))
 
 
 def cityscapes_instance_ids_to_panoptic(ids):

@@ -325,7 +325,8 @@ def parse_args(argv=None):
     p.add_argument("--root", help="dataset root (kitti_step / cityscapes)")
     p.add_argument("--frames", help="your own frames instead of a dataset: a folder of images (one video) or of "
                    "folders of images (one video each), PNG or JPEG, any size")
-    p.add_argument("--split", default=None, help="train, val or test (test: no scores); default val")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"],
+                   help="the split of --dataset to run on (test: no scores); default val")
     p.add_argument("--out", default="out/pred", help="output folder for PNGs, GIFs and metrics.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,

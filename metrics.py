@@ -328,9 +328,11 @@ def read_panoptic_png(path):
     try:
         with Image.open(path) as image:
             image.load()
-            mode, rgb = image.mode, np.asarray(image)
+            kind, mode, rgb = image.format, image.mode, np.asarray(image)
     except Exception as e:  # PIL: OSError (missing, truncated, not an image), SyntaxError / ValueError (broken chunks)
         raise UserError(f"{path}: unreadable or truncated PNG ({type(e).__name__}: {e})") from None
+    if kind != "PNG":  # e.g. a JPEG saved under a .png name: it decodes, but its compression changes the ids
+        raise UserError(f"{path}: a panoptic map must be a PNG file (lossless), but this is a {kind} file")
     if mode != "RGB":
         raise UserError(f"{path}: expected an RGB panoptic PNG (R class, G * 256 + B instance), got {mode}")
     return rgb[..., 0].astype(np.int64), rgb[..., 1].astype(np.int64) * 256 + rgb[..., 2]

@@ -301,3 +301,6 @@ def test_error_semantic_ids_out_of_range(tmp_path):
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "gray.png")
     with pytest.raises(data.DataError, match="gray.png: panoptic PNG must be RGB"):
         data.read_panoptic_png(tmp_path / "gray.png")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "lossy.png", format="JPEG")
+    with pytest.raises(data.DataError, match="lossy.png: a label map must be a PNG file .* this is a JPEG file"):
+        data.read_panoptic_png(tmp_path / "lossy.png")

@@ -130,6 +130,9 @@ def test_bad_frame_folders_name_the_file(tmp_path, capsys, monkeypatch):
         infer.parse_args(["--frames", str(tmp_path), "--split", "test"])
     assert "--frames replaces --dataset, --root and --split" in capsys.readouterr().err
     assert infer.parse_args([]).split == "val"
+    with pytest.raises(SystemExit):  # KITTI's own folder name: was "no frames found" after the checkpoint loaded
+        infer.parse_args(["--dataset", "kitti_step", "--root", str(tmp_path), "--split", "training"])
+    assert "invalid choice: 'training' (choose from 'train', 'val', 'test')" in capsys.readouterr().err
 
 
 def test_out_inside_frames_is_refused_before_any_image_is_overwritten(tmp_path):

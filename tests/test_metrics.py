@@ -473,6 +473,9 @@ def test_cli_errors_name_the_file(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(missing)
     with pytest.raises(metrics.UserError, match="2.png: expected an RGB panoptic PNG"):
         metrics.main(flags)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(missing, format="JPEG")  # decodes; its ids would be lossy
+    with pytest.raises(metrics.UserError, match="2.png: a panoptic map must be a PNG file .* this is a JPEG file"):
+        metrics.main(flags)
     with pytest.raises(metrics.UserError, match="prediction directory .*nope does not exist"):
         metrics.main(flags[:2] + ["--pred", str(tmp_path / "nope")] + flags[4:])
     with pytest.raises(metrics.UserError, match="--things"):

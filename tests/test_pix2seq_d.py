@@ -416,6 +416,8 @@ def test_predict_video_smoke_real_model():
         assert sem.shape == (24, 40) and ((sem < 19) | (sem == 255)).all() and (ins[sem == 255] == 0).all()
     with pytest.raises(ValueError, match="eval"):  # the caller sets eval mode; training mode would drop out
         next(P.predict_video(m.train(), [torch.rand(3, 24, 40)], steps=2))
+    with pytest.raises(TypeError, match="frames must be float tensors .* got ndarray"):  # a copier's PIL frame
+        next(P.predict_video(m.eval(), [torch.rand(3, 24, 40).numpy()], steps=2))
 
 
 def test_self_cond_sampler_feeds_back_the_last_estimate():

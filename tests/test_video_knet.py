@@ -354,6 +354,8 @@ def test_overfit_one_clip_then_predict_it():
     factor = np.mean(losses[:3]) / np.mean(losses[-3:])  # 21-35x over seeds 0-19 (worst: seed 12; 57 -> ~2)
     assert factor > 15, f"loss fell only {factor:.1f}x ({losses[0]:.2f} -> {losses[-1]:.2f})"
     preds = list(vk.predict_video(model.eval(), img[0]))
+    with pytest.raises(TypeError, match="frames must be float tensors .* got ndarray"):  # a copier's PIL frame
+        next(vk.predict_video(model, [img[0, 0].numpy()]))
     for (s, i), gs in zip(preds, sem[0]):  # 0.984-0.994 over seeds 0-19; ids below: right on all 20
         assert (s == gs)[gs != 255].float().mean() > 0.9
     car = [i[sem[0, t] == 13].mode().values.item() for t, (_, i) in enumerate(preds)]
