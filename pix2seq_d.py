@@ -662,7 +662,7 @@ def predict_video(model, frames, generator=None, steps=None, td=None):
     prev = history = None  # the previous padded frame (1, 3, Hp, Wp) and the model's last Tc (2, h, w) predictions
     size = None  # the video's frame size (H, W)
     for image in frames:
-        if not torch.is_tensor(image):  # e.g. a numpy array from PIL: was an AttributeError on .dim()
+        if not torch.is_tensor(image):  # e.g. a numpy array from PIL
             raise TypeError(f"pix2seq_d.predict_video: frames must be float tensors (3, H, W) in [0, 1], got "
                             f"{type(image).__name__}")
         if image.dim() != 3 or image.shape[0] != 3:

@@ -820,7 +820,7 @@ def predict_video(model, frames, postprocess="ours"):
     tracker = Tracker(cfg.init_score_thr, cfg.obj_score_thr, cfg.match_score_thr, cfg.memo_momentum)
     prev = None  # the previous frame's kernels
     for frame in frames:
-        if not torch.is_tensor(frame):  # e.g. a numpy array from PIL: was an AttributeError on .dim()
+        if not torch.is_tensor(frame):  # e.g. a numpy array from PIL
             raise TypeError(f"video_knet.predict_video: frames must be float tensors (3, H, W) in [0, 1], got "
                             f"{type(frame).__name__}")
         if frame.dim() != 3 or frame.shape[0] != 3:
