@@ -18,7 +18,6 @@ import copy
 import json
 import math
 import os
-import re
 import subprocess
 import time
 from contextlib import nullcontext
@@ -96,8 +95,9 @@ def parse_args(argv=None):
     p.add_argument("--out_dir", default="out", help="checkpoint, log.jsonl and eval predictions go here")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT_DIR/ckpt.pt (none yet: start at step 0, as a killed run's rerun should)")
-    p.add_argument("--init_from", help="checkpoint to start from (e.g. Cityscapes pre-training); weights only; ours, "
-                                       "or for video_knet the authors' mmdet K-Net / Video K-Net checkpoint")
+    p.add_argument("--init_from", help="checkpoint to start from (e.g. Cityscapes pre-training); weights only; one "
+                                       "train.py wrote (the authors' K-Net / Video K-Net weights: convert them with "
+                                       "scripts/convert_knet_checkpoint.py)")
     p.add_argument("--allow_partial_init", action=argparse.BooleanOptionalAction, default=False,
                    help=f"accept an --init_from that fills under {MIN_INIT_COVERAGE:.0%}% of the tensors it should, "
                         "or with tensors of other shapes (skipped, listed)")
@@ -291,11 +291,6 @@ def model_config(args, module):
     return config
 
 
-# Video K-Net's link, embedding and track modules: not in the authors' K-Net *image* (Cityscapes-STEP) checkpoint,
-# so importing one fills every other tensor and leaves these at init; coverage is then counted on the others.
-VIDEO_ONLY = re.compile(r"^(stages\.\d+\.(attention_previous|link_ffn)|embed_fcs|fc_embed|track_head)[._]")
-
-
 def init_summary(own, loaded, skipped, present, expected):
     """Import bookkeeping -> (summary text, coverage). own: {name: shape} of the model; loaded: names filled;
     skipped: [(name in the file, why)]; present: our names the file has (any shape); expected: the names the file
@@ -309,50 +304,35 @@ def init_summary(own, loaded, skipped, present, expected):
 
 
 def load_init(model, name, path, allow_partial=False, flag="--init_from"):
-    """Model + --init_from file -> summary line; loads in place what fits (of ours, the EMA weights if saved).
+    """Model + --init_from file (a checkpoint train.py wrote) -> summary line; loads in place what fits (its EMA
+    weights if saved).
 
-    The file: our checkpoint of the same model, or for video_knet the authors' mmdet K-Net / Video K-Net state_dict.
-    UserError when it is foreign or holds the other model, and unless allow_partial when it fills under
-    MIN_INIT_COVERAGE of the tensors it should (all; for a K-Net image checkpoint, which has none of the VIDEO_ONLY
-    modules, all others) or when one of ours has tensors of other shapes. Errors start with `flag` and the path."""
-    hint = ("; for an mmdet checkpoint whose meta holds Python objects: if you trust it, save its state_dict alone: "
-            "torch.save(torch.load(f, weights_only=False)['state_dict'], 'weights.pth')")
-    init = torch_load(path, flag, hint if name == "video_knet" else "")
-    own, video = {k: tuple(v.shape) for k, v in model.state_dict().items()}, False
-    if name == "video_knet" and not (isinstance(init, dict) and "model" in init):  # the authors' mmdet checkpoint
-        state = init.get("state_dict", init) if isinstance(init, dict) else init
-        if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
-            raise UserError(f"{flag} {path}: neither a checkpoint written by train.py nor an mmdet (Video) K-Net "
-                            "state_dict (a dict of tensors, or one under 'state_dict')")
-        result = MODELS["video_knet"].load_mmdet_checkpoint(model, state)
-        ours = result["names"]  # their key -> our name
-        loaded, kind = {ours[k] for k in result["loaded"]}, "mmdet"
-        skipped = [(k, f"shape {tuple(state[k].shape)} vs {own[ours[k]]}" if ours[k] in own else "unexpected")
-                   for k in result["skipped"]]
-        video = any(VIDEO_ONLY.match(k) for k in ours.values())  # Video K-Net, not a K-Net image checkpoint
-        expected = [k for k in own if video or not VIDEO_ONLY.match(k)]
-    else:
-        if isinstance(init, dict) and "state_dict" in init and "model" not in init:
-            raise UserError(f"{flag} {path}: an mmdet checkpoint ('state_dict'), for --model video_knet only")
-        check_checkpoint(init, path, flag)
-        if init["args"]["model"] != name:
-            raise UserError(f"{flag} {path} holds a {init['args']['model']} model, not {name}: pass --model "
-                            f"{init['args']['model']} or a {name} checkpoint")
-        state, kind, expected = init.get("ema") or init["model"], "train.py", list(own)
-        ours = {k: k for k in state}
-        loaded = {k for k, v in state.items() if own.get(k) == tuple(v.shape)}
-        skipped = [(k, f"shape {tuple(v.shape)} vs {own[k]}" if k in own else "unexpected") for k, v in state.items()
-                   if k not in loaded]
-        model.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    text, coverage = init_summary(own, loaded, skipped, set(ours.values()) & set(own), expected)
-    text = f"init from {path} ({kind} checkpoint): {text}"
-    if len(expected) < len(own):
-        text += f"; {len(own) - len(expected)} of them video-only (link, embedding, track heads: not in K-Net images)"
+    UserError when the file is foreign, holds the other model or is the authors' mmdet file (convert it first with
+    scripts/convert_knet_checkpoint.py), and unless allow_partial when it fills under MIN_INIT_COVERAGE of the
+    model's tensors or has tensors of other shapes. Errors start with `flag` and the path."""
+    convert = (f"; the authors' Video K-Net checkpoint: convert it first, python scripts/convert_knet_checkpoint.py "
+               f"{path} out/authors/ckpt.pt, then pass that file")
+    init = torch_load(path, flag, convert if name == "video_knet" else "")
+    tensors = isinstance(init, dict) and all(map(torch.is_tensor, init.values()))  # a bare state_dict
+    if isinstance(init, dict) and "model" not in init and ("state_dict" in init or tensors and name == "video_knet"):
+        raise UserError(f"{flag} {path}: an mmdet state_dict, not a checkpoint written by train.py{convert}")
+    check_checkpoint(init, path, flag)
+    if init["args"]["model"] != name:
+        raise UserError(f"{flag} {path} holds a {init['args']['model']} model, not {name}: pass --model "
+                        f"{init['args']['model']} or a {name} checkpoint")
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = init.get("ema") or init["model"]
+    loaded = {k for k, v in state.items() if own.get(k) == tuple(v.shape)}
+    skipped = [(k, f"shape {tuple(v.shape)} vs {own[k]}" if k in own else "unexpected") for k, v in state.items()
+               if k not in loaded]
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    text, coverage = init_summary(own, loaded, skipped, set(state) & set(own), list(own))
+    text = f"init from {path} (train.py checkpoint): {text}"
     wrong = [f"{k} {why}" for k, why in skipped if why.startswith("shape")]
-    if not allow_partial and (coverage < MIN_INIT_COVERAGE or (kind == "train.py" and wrong)):
+    if not allow_partial and (coverage < MIN_INIT_COVERAGE or wrong):
         why = (f"{len(wrong)} tensors differ in shape from this model's, e.g. {wrong[0]}; the model config must match "
-               "(Pix2Seq-D: the same --preset, --cond and --num_cond_frames)" if kind == "train.py" and wrong else
-               f"it fills {coverage:.1%} of the {len(expected)} tensors it should, under {MIN_INIT_COVERAGE:.0%}")
+               "(Pix2Seq-D: the same --preset, --cond and --num_cond_frames)" if wrong else
+               f"it fills {coverage:.1%} of the {len(own)} tensors it should, under {MIN_INIT_COVERAGE:.0%}")
         raise UserError(f"{flag} {path}: {why}; pass --allow_partial_init to start from it anyway. {text}")
     return text
 

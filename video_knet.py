@@ -41,7 +41,6 @@ N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing ma
 in matching, Q kernels matched against G GT and P pixels of a mask (at stride 2 in the losses: H/2 * W/2).
 """
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -856,6 +855,7 @@ def predict_video(model, frames, postprocess="ours"):
 
 # -----------------------------------------------------------------------------
 # Loading weights
+# (The authors' mmdet checkpoints: scripts/convert_knet_checkpoint.py renames their keys to this file's names.)
 
 def load_backbone_weights(model, state_dict):
     """VideoKNet, torchvision ResNet-50 state_dict -> None; copies every backbone tensor in place (fc.* ignored).
@@ -874,38 +874,3 @@ def load_backbone_weights(model, state_dict):
                          f" wrong shapes {shapes[:8]} ({len(shapes)})")
     model.backbone.load_state_dict(given)
 
-
-# (regex, replacement), applied in order to the authors' mmdet key names (shared/reference/video_knet.md, 1.7)
-MMDET_RENAMES = [
-    (r"^module\.", ""),
-    (r"^(neck\.(lateral|fpn)_convs\.\d+)\.conv\.", r"\1."),  # mmcv ConvModule without a norm: drop ".conv"
-    (r"^rpn_head\.localization_fpn\.", "semantic_fpn."), (r"^rpn_head\.", "kernel_head."),
-    (r"^roi_head\.mask_head\.", "stages."), (r"\.feat_transform\.conv\.", ".feat_transform."),
-    (r"\.attn\.", "."),  # mmcv MultiheadAttention wraps nn.MultiheadAttention as .attn
-    (r"ffn\.layers\.0\.0\.", "ffn.0."), (r"ffn\.layers\.1\.", "ffn.2."),  # mmcv FFN (ffn and link_ffn)
-    (r"^track_head\.fcs\.0\.", "track_head.0."), (r"^track_head\.fcs\.1\.", "track_head.2."),  # QDTrack head
-    (r"^track_head\.fc_embed\.", "track_head.4."),
-]
-
-
-def load_mmdet_checkpoint(model, state_dict):
-    """mmdet K-Net / Video K-Net state_dict (or a checkpoint with "state_dict") -> {"loaded", "skipped": keys, "names"}.
-
-    Renames the authors' keys with MMDET_RENAMES and loads every key whose new name and shape match ours; the rest
-    is skipped and listed (e.g. the link / embedding modules, absent from the K-Net Cityscapes-STEP weights, keep
-    their initialisation); "names" maps each of their keys to ours. The class order inside the model (things first)
-    is the original's."""
-    own = model.state_dict()
-    new = {}  # our name -> their tensor, for the keys that fit
-    loaded, skipped, names = [], [], {}  # their key names; their key -> our name
-    for key, value in state_dict.get("state_dict", state_dict).items():
-        name = key
-        for pattern, repl in MMDET_RENAMES:
-            name = re.sub(pattern, repl, name)
-        names[key] = name
-        ok = name in own and tuple(own[name].shape) == tuple(value.shape)
-        (loaded if ok else skipped).append(key)
-        if ok:
-            new[name] = value
-    model.load_state_dict(new, strict=False)
-    return {"loaded": loaded, "skipped": skipped, "names": names}

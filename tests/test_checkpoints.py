@@ -18,6 +18,7 @@ import data
 import infer
 import train
 import video_knet as vk
+from scripts import convert_knet_checkpoint
 from tests.test_train import FAST, one_thread  # noqa: F401  the quick-run flags; autouse one-thread fixture
 from tests.test_video_knet import mmdet_state_dict
 
@@ -86,10 +87,11 @@ def test_authors_checkpoint_fills_every_tensor_of_the_paper_model(tmp_path, vide
     n = authors_checkpoint(tmp_path / "knet.pth", video)
     torch.manual_seed(0)
     model = vk.VideoKNet(vk.VideoKNetConfig(**vk.PRESETS["paper"]))
-    line = train.load_init(model, "video_knet", tmp_path / "knet.pth")
+    state = torch.load(tmp_path / "knet.pth", weights_only=True)["state_dict"]
+    line = convert_knet_checkpoint.import_mmdet(model, state, "knet.pth")
     got = fills(model)
     left = sorted(k for k, c in got.items() if c is None)
-    assert left == ([] if video else sorted(k for k in got if train.VIDEO_ONLY.match(k)))
+    assert left == ([] if video else sorted(k for k in got if convert_knet_checkpoint.VIDEO_ONLY.match(k)))
     assert len(left) == (0 if video else 23)
     filled = [c for c in got.values() if c is not None]
     assert len(set(filled)) == len(filled) and set(filled) <= set(range(1000, 1000 + n))  # one file tensor each
@@ -98,19 +100,38 @@ def test_authors_checkpoint_fills_every_tensor_of_the_paper_model(tmp_path, vide
     assert ("23 of them video-only" in line) != video
 
 
-def test_authors_checkpoint_into_tiny_preset_is_an_error_unless_partial(tmp_path, kitti, capsys):
-    """Today's trap: loading the paper-size weights into --preset tiny silently filled 21 of 309 tensors."""
+def test_partial_authors_checkpoint_is_an_error_unless_allowed(tmp_path):
+    """A file with a third of the authors' tensors: the conversion names its coverage, or with allow_partial loads
+    what there is."""
     authors_checkpoint(tmp_path / "knet.pth")
-    args = ["--model", "video_knet", "--init_from", str(tmp_path / "knet.pth"), "--out_dir", str(tmp_path / "o")]
-    with pytest.raises(infer.UserError, match=r"knet.pth: it fills \d+\.\d% of the 309 tensors it should, under 95%"
-                                              r".*--allow_partial_init.*loaded \d+ of 309 tensors; skipped \d+ "
-                                              r"\(first few: backbone\.conv1\.weight \(shape \(64, 3, 7, 7\) vs "
-                                              r"\(16, 3, 7, 7\)\)"):
-        train.main(train.parse_args(args + kitti + FAST))
+    state = torch.load(tmp_path / "knet.pth", weights_only=True)["state_dict"]
+    third = dict(list(state.items())[::3])
+    model = vk.VideoKNet(vk.VideoKNetConfig(**vk.PRESETS["paper"]))
+    with pytest.raises(infer.UserError, match=r"^knet.pth: it fills \d+\.\d% of the 525 tensors it should, under 95%.*"
+                                              r"--allow_partial_init"):
+        convert_knet_checkpoint.import_mmdet(model, third, "knet.pth")
+    line = convert_knet_checkpoint.import_mmdet(model, third, "knet.pth", allow_partial=True)
+    assert re.match(r"knet.pth \(mmdet checkpoint\): loaded \d+ of 525 tensors", line)
+
+
+def test_converted_authors_checkpoint_into_tiny_preset_is_an_error_unless_partial(tmp_path, kitti, capsys):
+    """Today's trap: loading the paper-size weights into --preset tiny silently filled 21 of 309 tensors. The
+    authors' file itself is refused with the conversion command."""
+    authors_checkpoint(tmp_path / "knet.pth")
+    args = ["--model", "video_knet", "--out_dir", str(tmp_path / "o")] + kitti + FAST
+    with pytest.raises(infer.UserError, match=r"knet.pth: an mmdet state_dict, not a checkpoint written by train.py; "
+                                              r"the authors' Video K-Net checkpoint: convert it first, python "
+                                              r"scripts/convert_knet_checkpoint.py .*knet.pth out/authors/ckpt.pt"):
+        train.main(train.parse_args(args + ["--init_from", str(tmp_path / "knet.pth")]))
+    convert_knet_checkpoint.convert(tmp_path / "knet.pth", tmp_path / "authors.pt")
+    args += ["--init_from", str(tmp_path / "authors.pt")]
+    with pytest.raises(infer.UserError, match=r"authors.pt: \d+ tensors differ in shape .*backbone\.conv1\.weight "
+                                              r"shape \(64, 3, 7, 7\) vs \(16, 3, 7, 7\).*--allow_partial_init"):
+        train.main(train.parse_args(args))
     capsys.readouterr()
-    train.main(train.parse_args(args + kitti + FAST + ["--max_iters", "1", "--allow_partial_init"]))
+    train.main(train.parse_args(args + ["--max_iters", "1", "--allow_partial_init"]))
     out = capsys.readouterr().out
-    assert re.search(r"init from .*knet.pth \(mmdet checkpoint\): loaded \d+ of 309 tensors; skipped", out)
+    assert re.search(r"init from .*authors.pt \(train.py checkpoint\): loaded \d+ of 309 tensors; skipped", out)
 
 
 def test_own_checkpoint_import_counts_and_coverage(tmp_path):
@@ -199,7 +220,7 @@ def test_foreign_truncated_and_other_model_checkpoints_are_user_errors(tmp_path,
                                         + FAST))
     base = ["--model", "video_knet", "--out_dir", str(tmp_path / "o")] + kitti + FAST
     authors_checkpoint(tmp_path / "knet.pth")
-    with pytest.raises(infer.UserError, match=r"knet.pth: an mmdet checkpoint .*for --model video_knet only"):
+    with pytest.raises(infer.UserError, match=r"knet.pth: an mmdet state_dict, not a checkpoint written by train.py"):
         train.main(train.parse_args(["--init_from", str(tmp_path / "knet.pth"), "--out_dir", str(tmp_path / "o")]
                                     + kitti + FAST))
     with pytest.raises(infer.UserError, match=r"--init_from .*p2s.pt holds a pix2seq_d model, not video_knet"):
