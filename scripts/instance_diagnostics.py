@@ -1,6 +1,6 @@
 """Where a checkpoint loses AQ: per-frame instance counts, matches, id hand-over, and which ids cover each object.
 
-    python scripts/instance_diagnostics.py --ckpt out/ckpt.pt [--split test] [--videos 3] [--show 1]
+    python scripts/instance_diagnostics.py --ckpt out/ckpt.pt [--split test] [--videos 3] [--show 1] [--set KEY=N]
 
 For the first --videos videos of the split, per frame: ground-truth thing instances, predicted thing segments (class,
 id) with an id, how many ground-truth instances a predicted segment matches with IoU > 0.5, and, for an instance
@@ -45,8 +45,15 @@ def main(argv=None):
     p.add_argument("--split", default="test", help="test by default: keep the val videos for reporting")
     p.add_argument("--videos", type=int, default=3)
     p.add_argument("--show", type=int, default=0, help="frames of the first video to list object by object")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=N",
+                   help="a numeric config field for inference, e.g. split_min_cells=4 on a checkpoint from before it")
     args = p.parse_args(argv)
     model, ckpt = infer.load_checkpoint(args.ckpt)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not hasattr(model.cfg, key) or not value.lstrip("-").isdigit():
+            p.error(f"--set {item}: expected KEY=N with KEY a field of the {ckpt['args']['model']} config")
+        setattr(model.cfg, key, int(value))
     name = ckpt["args"]["model"]
     total = collections.Counter()
     for v, seq in enumerate(data.load_sequences(ckpt["args"]["dataset"], args.root, args.split)[: args.videos]):

@@ -8,7 +8,8 @@ Every baseline is built from the ground truth, so it isolates one skill:
   semantics, instances, no ids: perfect classes and instance masks, but a fresh id in every frame (no tracking)
   oracle                      : the ground truth itself (STQ = 1 up to void conventions)
   oracle at Pix2Seq-D's output: the ground truth through Pix2Seq-D's mask resolution (every 2nd pixel, nearest x2
-                                back): the ceiling of its output resolution
+                                back): the ceiling of its output resolution; "parts split": also through the tiny
+                                preset's split_parts (an occluded object cut in two gets a second id there)
   oracle at Video K-Net stride s: each GT segment's mask average-pooled to stride s (4: tiny preset, 8: paper),
                                 upsampled bilinearly and arg-maxed, as the model's masks are decoded: its ceiling
 A model segments instances only when its AQ beats "things merged", and tracks only when it beats "no ids".
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 import metrics  # noqa: E402
+import pix2seq_d  # noqa: E402
 
 
 def through_stride(sem, inst, stride):
@@ -55,6 +57,16 @@ def baselines(sem, inst, t):
     }
 
 
+def split_oracle(sem, inst, history):
+    """GT (H, W) maps, [the last output at stride 2 as (2, h, w), or none] -> (pred_semantic, pred_instance, the
+    output at stride 2): Pix2Seq-D's stride-2 oracle after the tiny preset's split_parts, history as the model's."""
+    cfg = pix2seq_d.Pix2SeqDConfig(**pix2seq_d.PRESETS["tiny"])
+    half = torch.from_numpy(np.stack([sem[::2, ::2] + 1, inst[::2, ::2]]))  # (2, h, w) model classes + 1, ids
+    out = pix2seq_d.split_parts(half, history, data.THING_CLASSES, cfg.max_instances, cfg.split_min_cells)
+    up = out.numpy().repeat(2, 1).repeat(2, 2)[:, : sem.shape[0], : sem.shape[1]]
+    return up[0] - 1, up[1], out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "synthetic_hard"])
@@ -63,9 +75,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     scorers = {}
     for seq in data.load_sequences(args.dataset, split=args.split):
+        history = []
         for t in range(len(seq)):
             sem, inst = seq.label(t)
-            for name, pred in baselines(sem, inst, t).items():
+            preds = baselines(sem, inst, t)
+            split_sem, split_inst, last = split_oracle(sem, inst, history)
+            preds["oracle at Pix2Seq-D's output, parts split (tiny)"] = (split_sem, split_inst)
+            history = [last]
+            for name, pred in preds.items():
                 scorers.setdefault(name, metrics.VideoPanopticMetrics()).update(seq.name, sem, inst, *pred)
     rows = {name: {k: s.result()[k] for k in ("STQ", "AQ", "SQ", "VPQ")} for name, s in scorers.items()}
     if args.json:

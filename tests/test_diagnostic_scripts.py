@@ -66,6 +66,12 @@ def test_instance_diagnostics_counts_a_perfect_and_a_forgetful_predictor(tmp_pat
         assert all(total[f"rank {r} matched"] == total[f"rank {r}"] for r in range(1, 10))
     shown = capsys.readouterr().out  # --show 1, then 0: one frame's instances, each with its best kernel
     assert shown.count("best kernel") == shown.count("frame 0 GT") > 0 and shown.count("frame 1 GT") == 0
+    seen = []  # --set reaches the model's config before predicting
+    monkeypatch.setattr(infer, "predict_sequence", lambda model, *a, **k: seen.append(model.cfg.split_min_px) or [])
+    instance_diagnostics.main(["--ckpt", str(ckpt), "--videos", "1", "--set", "split_min_px=7"])
+    assert seen == [7]
+    with pytest.raises(SystemExit):  # not a field of the config: an argparse error
+        instance_diagnostics.main(["--ckpt", str(ckpt), "--set", "split_min_cells=4"])
 
 
 def test_condition_oracle_with_a_model_that_copies_its_condition(tmp_path, monkeypatch, capsys):

@@ -396,6 +396,62 @@ def test_predict_video_writes_a_decoded_void_as_255_without_id(monkeypatch):
     assert (sem[:, :24] == 255).all() and (ins[:, :24] == 0).all() and (sem[:, 24:] == 4).all()
 
 
+
+def test_split_parts_gives_parts_apart_fresh_ids():
+    cls = torch.full((6, 10), 1)  # road (trainId 0, shifted 1)
+    ids = torch.full((6, 10), 7)  # an id on stuff: never split
+    cls[0:2, 0:4], ids[0:2, 0:4] = 14, 3  # car 3: 8 cells ...
+    cls[4:6, 0:2], ids[4:6, 0:2] = 14, 3  # ... and 4 cells apart from them: a fresh id
+    cls[0:2, 5:7], ids[0:2, 5:7] = 12, 3  # person 3: another segment (same id, other class), one part: kept
+    cls[3:6, 6:8], ids[3:6, 6:8] = 14, 5  # car 5: 6 cells ...
+    cls[5, 9], ids[5, 9] = 14, 5  # ... and a 1-cell part (under min_cells): kept
+    cls[3:5, 3], ids[3:5, 3] = 14, 3  # car 3 again, 2 cells touching neither part of car 3 above: under min_cells
+    history = [torch.stack([torch.zeros(6, 10, dtype=torch.long), torch.full((6, 10), 1)])]  # id 1 in use
+    out = P.split_parts(torch.stack([cls, ids]), history, (11, 13), 64, min_cells=3)
+    expect = ids.clone()
+    expect[4:6, 0:2] = 2  # the smallest id used neither in this frame (3, 5, 7, 0) nor in the history (1)
+    assert torch.equal(out[0], cls) and torch.equal(out[1], expect)
+    diagonal = torch.zeros(2, 4, 4, dtype=torch.long)
+    diagonal[0], diagonal[0, :2, :2], diagonal[0, 2:, 2:] = 1, 14, 14  # two 4-cell blocks touching at a corner
+    diagonal[1, :2, :2], diagonal[1, 2:, 2:] = 4, 4
+    out = P.split_parts(diagonal, [], (13,), 64, min_cells=1)  # 4-neighbours only: a corner does not join
+    assert sorted(out[1].unique().tolist()) == [0, 1, 4] and out[1, 0, 0] != out[1, 3, 3]
+
+
+class _SplitStub(torch.nn.Module):
+    """Stands in for Pix2SeqD: persons on a road; with no condition (frame 0) one id on two persons apart, then the
+    ids of the previous frame (read from the conditioning bits), copied."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.seen = []  # the ids in each denoising call's condition
+
+    def encode(self, image):
+        return {}
+
+    def denoise(self, x_t, gamma, feats, cond, self_cond_x0=None):
+        B, _, h, w = x_t.shape
+        prev = bd.decode(cond[:, -3 - 2 * self.cfg.n_bits:-3], self.cfg.n_bits)[:, 1]  # (B, h, w) t-1 ids
+        self.seen.append(prev.unique().tolist())
+        ids = torch.zeros(B, h, w, dtype=torch.long)
+        ids[:, 2:8, 1:4] = ids[:, 2:6, w - 3:w - 1] = 1  # two persons, 18 and 8 cells
+        ids = torch.where(prev.amax() > 0, prev, ids)
+        cls = torch.where(ids > 0, 12, 1)  # person (trainId 11, shifted) or road
+        logits = torch.cat([F.one_hot(cls, 2 ** self.cfg.n_bits), F.one_hot(ids, 2 ** self.cfg.n_bits)], -1)
+        return 50.0 * logits.permute(0, 3, 1, 2).float()
+
+
+@pytest.mark.parametrize("split", [0, 4])
+def test_predict_video_feeds_split_ids_back(split):
+    cfg = tiny(thing_classes=(11, 13), split_min_cells=split)
+    stub = _SplitStub(cfg).eval()
+    out = list(P.predict_video(stub, [torch.rand(3, 16, 32)] * 3, steps=1))  # mask 8 x 16
+    for sem, ins in out:  # both persons in every frame, apart (split) or under one id
+        assert ins[4:16, 2:8].unique().tolist() == [1]
+        assert ins[4:12, 26:30].unique().tolist() == ([2] if split else [1])
+    assert stub.seen == [[0], [0, 1, 2] if split else [0, 1], [0, 1, 2] if split else [0, 1]]  # fed back as split
+
 def test_decode_logits_takes_the_best_real_class_and_id():
     cfg = tiny(max_instances=8)
     n = 2 ** cfg.n_bits  # logits per group

@@ -1,4 +1,5 @@
-"""Video K-Net's predict_video(postprocess="original") against ours: each documented difference on a scripted model.
+"""Video K-Net's predict_video(postprocess="original") against ours: each documented difference on a scripted model;
+and ours' split of a segment into parts apart (split_apart, the tiny preset's).
 
 The scripted model returns hand-made outputs at full resolution (so regions are exact), and each case puts the two
 post-processings where the docstring says they differ: unclaimed pixels, the tracker's semantic box filter, the
@@ -114,3 +115,41 @@ def test_original_takes_the_sigmoid_before_the_last_resize():
     assert torch.allclose(same, vk.mask_probabilities(logits, (8, 16), 8, 16), atol=1e-6)
     with pytest.raises(ValueError, match="postprocess"):
         next(vk.predict_video(Scripted(*scene()), [torch.zeros(3, H, W)], postprocess="authors"))
+
+
+def test_split_apart_keeps_ids_by_overlap_and_gives_parts_their_own():
+    sem = torch.zeros(8, 20, dtype=torch.long)  # road
+    ins = torch.zeros(8, 20, dtype=torch.long)
+    sem[0:4, 0:5] = sem[0:4, 10:15] = 13  # car 1: two parts of 20 pixels, apart
+    ins[0:4, 0:5] = ins[0:4, 10:15] = 1
+    sem[6:8, 0:8], ins[6:8, 0:8] = 11, 2  # person 2: 16 pixels ...
+    sem[6:8, 12:14], ins[6:8, 12:14] = 11, 2  # ... and a 4-pixel part (under min_px): stays person 2
+    last_sem, last_ins = sem.clone(), torch.zeros_like(ins)
+    last_ins[0:4, 10:15] = 1  # car 1 was on the right part: it keeps id 1 there
+    last_ins[0:4, 0:5] = 5  # car 5 was on the left part: the part takes 5 back
+    last_ins[6:8] = ins[6:8]
+    ids = iter([100, 101])
+    out = vk.split_apart(sem, ins, (last_sem, last_ins), (11, 13), 16, lambda: next(ids))
+    expect = ins.clone()
+    expect[0:4, 0:5] = 5
+    assert torch.equal(out, expect)
+    out = vk.split_apart(sem, ins, None, (11, 13), 16, lambda: next(ids))  # no last frame: the largest part keeps it
+    assert out[0:4, 0:5].unique().tolist() in ([1], [100]) and out[0:4, 10:15].unique().tolist() in ([1], [100])
+    assert out[0, 0] != out[0, 10] and torch.equal(out[4:], ins[4:])
+    last_ins[0:4, 0:5] = 2  # the left part's last id is taken in this frame (person 2; here a car): a fresh id
+    last_sem[0:4, 0:5] = 13
+    out = vk.split_apart(sem, ins, (last_sem, last_ins), (11, 13), 16, lambda: 7)
+    assert out[0:4, 0:5].unique().tolist() == [7] and out[0:4, 10:15].unique().tolist() == [1]
+
+
+@pytest.mark.parametrize("split_min_px", [0, 16])
+def test_a_kernel_on_two_objects_apart_gives_two_tracks(split_min_px):
+    masks, cls, seg = scene()
+    thing(masks, cls, 0, CAR, 0.9, slice(8, 20), slice(4, 20))  # one kernel, two cars apart: the larger keeps its id
+    thing(masks, cls, 0, CAR, 0.9, slice(8, 20), slice(40, 52))
+    model = Scripted(masks, cls, seg)
+    model.cfg.split_min_px = split_min_px
+    frame = torch.full((3, H, W), 0.5)
+    for sem, ins in vk.predict_video(model, [frame, frame, frame]):  # the ids stay over the frames
+        assert ins[8:20, 4:20].unique().tolist() == [1]
+        assert ins[8:20, 40:52].unique().tolist() == ([2] if split_min_px else [1])
