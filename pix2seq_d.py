@@ -115,8 +115,7 @@ class Pix2SeqDConfig:
     dropout: float = 0.1  # encoder transformer dropout (paper 0.1; decoder 0 as paper)
     normalize_input: bool = True  # ImageNet mean/std before the ResNet (paper False: raw [0, 1])
     thing_classes: tuple | None = None  # if set, instance 0 on other classes at inference (paper None)
-    split_min_cells: int = 0  # inference: a thing segment's parts apart from its largest, of >= this many mask
-    # cells, get fresh ids (split_parts; needs thing_classes); 0: off (paper)
+    split_min_cells: int = 0  # inference: min cells of a segment's part apart to get a fresh id (split_parts), paper 0
 
     def __post_init__(self):
         self.backbone_blocks = tuple(self.backbone_blocks)

@@ -35,12 +35,11 @@ Differences from the original (and why):
 - The tiny preset also adds sine positions in cells at the mask stride (mask_positions, no weights; paper: on P5
   only): alike persons side by side have alike features there, which a kernel's 1x1 mask conv cannot tell apart.
   Synthetic val, seeds 0-3 (README): STQ / AQ 0.589 / 0.411 against 0.570 / 0.389 (paired +0.019 / +0.022).
-- The tiny preset splits a thing segment whose pixels form parts that do not touch (split_min_px=16, split_apart): the
-  part that overlaps the segment's last-frame pixels most keeps its id, every other part of >= 16 pixels becomes an
-  instance of its own, with the id that covered it in the last frame (if unused) or a fresh one. The tiny model often
-  gives one kernel's mask to two objects apart (two cars) with a high score, while the kernel that covers one of them
-  scores low. Not in the original; off in the paper preset (an occluder cuts a KITTI-STEP car in parts). Synthetic
-  val, the same weights, seeds 0-3 (README): STQ / AQ 0.648 / 0.499 against 0.603 / 0.430 (paired +0.046 / +0.069).
+- The tiny preset turns the parts of a thing segment that do not touch into instances of their own at inference
+  (split_min_px=16, split_apart): the tiny model often gives one kernel's mask to two objects apart with a high score,
+  while the kernel on one of them scores low. Not in the original; off in the paper preset (an occluder cuts a
+  KITTI-STEP car in parts). Synthetic val, the same weights, seeds 0-3 (README): STQ / AQ 0.648 / 0.499 against 0.603
+  / 0.430 (paired +0.046 / +0.069).
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
 N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C);
@@ -80,8 +79,7 @@ class VideoKNetConfig:
     obj_score_thr: float = 0.3  # min score that continues a track, paper 0.3
     match_score_thr: float = 0.5  # min bi-softmax score of a match, paper 0.5
     memo_momentum: float = 0.8  # weight of the new embedding in a track's memory, paper 0.8
-    split_min_px: int = 0  # inference: parts of a thing segment apart from each other, of >= this many pixels, become
-    # their own instances (split_apart), ids by overlap with the last frame; 0: off, paper
+    split_min_px: int = 0  # inference: min pixels of a segment's part apart to be an instance (split_apart), paper 0
 
 
 PAD_VALUE = (0.485, 0.456, 0.406)  # images are padded with the mean colour (pixel_mean), in training and inference
