@@ -559,10 +559,12 @@ def per_frame(v, frame, nf):
     return v.new_zeros(nf).index_add(0, frame, v)
 
 
-def stage_losses(masks, cls, batch, idx, present, nt, kt):
-    """All frames, one stage: (nf, N, h, w) stride-2 logits, (nf, N, K) logits, batched targets (batch_targets),
-    matched (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, Ps) -> per frame (focal, BCE, dice),
-    each (nf,) summed over the frame's positives (matched thing kernels and the kernels of present stuff classes)."""
+def stage_losses(masks, cls, batch, idx, present, nt, kt, resize=None):
+    """All frames, one stage: (nf, N, h, w) mask logits, (nf, N, K) logits, batched targets (batch_targets), matched
+    (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, Ps) -> per frame (focal, BCE, dice), each (nf,)
+    summed over the frame's positives (matched thing kernels and the kernels of present stuff classes).
+    resize: (1, M, h, w) -> (1, M, h', w') to the targets' size, applied to the positives only (the numbers of
+    resizing all N masks first, without the others' memory and gradient); None: the masks have the targets' size."""
     fr, k, g = idx
     sf, sj = present
     rows_f = torch.cat([fr, sf])  # (P + Ps,) frame and kernel of every positive
@@ -575,7 +577,9 @@ def stage_losses(masks, cls, batch, idx, present, nt, kt):
     target[sf, nt + sj, kt + sj] = 1
     weight[:, :nt, :kt] = 1  # thing kernels learn the thing classes; stuff kernels only their own class' presence
     weight[:, torch.arange(nt, n), torch.arange(kt, K)] = 1
-    bce, dice = mask_losses(masks[rows_f, rows_k], tmask, batch["valid"][rows_f])
+    logits = masks[rows_f, rows_k]  # (P + Ps, h, w)
+    logits = resize(logits[None])[0] if resize else logits  # (P + Ps, h', w'): the targets' size
+    bce, dice = mask_losses(logits, tmask, batch["valid"][rows_f])
     focal = (sigmoid_focal(cls, target) * weight).sum((1, 2))
     return focal, per_frame(bce, rows_f, nf), per_frame(dice, rows_f, nf)
 
@@ -638,12 +642,13 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
     batch = batch_targets(targets)
     rpn = to_stride2(out["rpn_masks"][:, :nt])  # (2B, Nt, H/2, W/2)
     seg = to_stride2(out["seg_logits"])  # (2B, K, H/2, W/2)
-    masks = [to_stride2(m) for m in out["masks"]]  # S x (2B, N, H/2, W/2)
+    masks = out["masks"]  # S x (2B, N, h, w): only the positives are resized to stride 2, in stage_losses
     cls = [c.float() for c in out["cls"]]  # S x (2B, N, K)
     # round s matches the outputs of stage s (round 0: the initial masks) and trains stage s + 1; round S: tracking
-    to_match = [(rpn, None)] + [(m[:, :nt], c[:, :nt, :kt]) for m, c in zip(masks, cls)]
-    costs = torch.stack([match_cost(m, c, batch["thing"], batch["thing_label"], batch["valid"], cfg.w_cls, cfg.w_bce,
-                                    cfg.w_dice) for m, c in to_match])  # (S + 1, 2B, Nt, G)
+    with torch.no_grad():  # costs only choose the pairs
+        to_match = [(rpn, None)] + [(to_stride2(m[:, :nt]), c[:, :nt, :kt]) for m, c in zip(masks, cls)]
+        costs = torch.stack([match_cost(m, c, batch["thing"], batch["thing_label"], batch["valid"], cfg.w_cls,
+                                        cfg.w_bce, cfg.w_dice) for m, c in to_match])  # (S + 1, 2B, Nt, G)
     rounds, starts = assign(costs, batch["sizes"])  # all rounds and frames in one host copy, Hungarian per frame
     matches = torch.as_tensor(np.concatenate(rounds, 1), device=images.device).split([r.shape[1] for r in rounds], 1)
     rpn_pairs = matches[0][1:].split(np.diff(starts[0]).tolist(), 1)  # per frame: (2, P_i) kernel, GT
@@ -666,7 +671,7 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
     losses["rpn_dice"] = normed(per_frame(dice, f_idx, 2 * B), counts[:, 0])
     present = batch["stuff_present"].nonzero().T  # (2, Ps): frame, stuff class
     for s in range(S):
-        per_stage = stage_losses(masks[s], cls[s], batch, matches[s], present, nt, kt)
+        per_stage = stage_losses(masks[s], cls[s], batch, matches[s], present, nt, kt, to_stride2)
         for key, v in zip(("cls", "bce", "dice"), per_stage):
             losses[key] += normed(v, counts[:, 1])
     for f in range(2):  # per-pixel CEs of the frame's B images: rank over all pixels, semantic over labelled

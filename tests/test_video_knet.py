@@ -187,6 +187,29 @@ def test_stage_losses_of_two_frames_are_those_of_each_frame_alone():
             assert b[f].item() == pytest.approx(a.item(), rel=1e-6)
 
 
+def test_stage_losses_resize_only_the_positives_to_the_same_numbers_and_gradients():
+    g = torch.Generator().manual_seed(1)
+    nf, N, K, nt, kt, G = 2, 6, 4, 4, 2, 3
+    tgt = dict(thing=torch.rand(nf, G, 8, 16, generator=g), thing_label=torch.randint(0, kt, (nf, G), generator=g),
+               stuff=torch.rand(nf, K - kt, 8, 16, generator=g),
+               valid=(torch.rand(nf, 8, 16, generator=g) > 0.2).float(),
+               stuff_present=torch.tensor([[True, False], [True, True]]))
+    cls = torch.randn(nf, N, K, generator=g)
+    idx = torch.tensor([[0, 0, 1], [1, 3, 0], [2, 0, 1]])  # (frame, kernel, GT) pairs
+    present = tgt["stuff_present"].nonzero().T
+
+    def up(x):
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+    small = torch.randn(nf, N, 4, 8, generator=g, requires_grad=True)
+    ref = torch.stack(vk.stage_losses(up(small), cls, tgt, idx, present, nt, kt))  # all masks resized first
+    ref_grad, = torch.autograd.grad(ref.sum(), small)
+    got = torch.stack(vk.stage_losses(small, cls, tgt, idx, present, nt, kt, resize=up))
+    got_grad, = torch.autograd.grad(got.sum(), small)
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(got_grad, ref_grad)
+
+
 def test_frame_targets_on_a_hand_built_label_map():
     model = small_model()
     sem = torch.tensor([[13, 13, 0, 0], [13, 13, 0, 0], [11, 11, 255, 255], [11, 11, 255, 255]])
@@ -324,7 +347,8 @@ def test_batched_loss_equals_a_per_frame_loop():
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, retain_graph=True)
     for (name, _), g, r in zip(model.named_parameters(), grads, torch.autograd.grad(ref, params)):
-        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
+        # summation order differs (matched rows resized alone): near-zero entries get an atol of 1e-5 of the largest
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5 * float(r.abs().max()), msg=f"gradient of {name}")
 
 
 def test_every_parameter_gets_a_finite_gradient():
