@@ -424,6 +424,29 @@ def test_panoptic_merge_gives_rejected_pixels_to_the_best_kept_segment():
     assert len(kernel) == 0 and seg.eq(-1).all()
 
 
+def test_panoptic_merge_by_prob_gives_a_low_scoring_things_border_back():
+    probs = torch.zeros(4, 1, 8)  # kernels: 2 things, 2 stuff (model classes 2, 3)
+    probs[0, 0, :6] = torch.tensor([0.9, 0.9, 0.9, 0.9, 0.9, 0.7])  # a car scored 0.4
+    probs[1, 0, 5] = 0.5  # a person scored 0.9, its mask one column of the car's border
+    probs[2, 0, 4:] = torch.tensor([0.4, 0.45, 0.9, 0.9])  # road scored 0.95, a little under the car's border
+    probs[3] = 0.01  # never kept: no pixel with prob >= 0.5
+    scores = torch.tensor([[0.05, 0.4, 0, 0], [0.9, 0.05, 0, 0], [0, 0, 0.95, 0], [0, 0, 0, 0.5]])
+    car, person, road = (0, 1), (1, 0), (2, 2)  # (kernel, model class)
+
+    def merged(**kw):
+        seg, kernel, label, _ = vk.panoptic_merge(probs, scores, 2, 2, **kw)
+        names = [(int(k), int(c)) for k, c in zip(kernel, label)]  # segment index -> (kernel, class)
+        return names, [names[i] for i in seg[0].tolist()]
+
+    # score x prob: road (0.95 x 0.4) takes column 4 from the car (0.4 x 0.9), the person (0.45) column 5; the car
+    # keeps 4 of its 6 pixels with prob >= 0.5 (>= overlap_thr 0.6), so all three are kept
+    names, pixels = merged()
+    assert sorted(names) == sorted([car, person, road]) and pixels == [car] * 4 + [road, person] + [road] * 2
+    # by prob, the same three kept, the car takes its border back; the person is left without pixels: dropped
+    names, pixels = merged(by_prob=True)
+    assert sorted(names) == sorted([car, road]) and pixels == [car] * 6 + [road] * 2
+
+
 def test_mask_boxes_and_box_iou_on_hand_built_cases():
     m = torch.zeros(2, 5, 7, dtype=torch.bool)
     m[0, 1:3, 2:6], m[1, 4, 0] = True, True
