@@ -567,9 +567,8 @@ def per_frame(v, frame, nf):
 def stage_losses(masks, cls, batch, idx, present, nt, kt, resize=None):
     """All frames, one stage: (nf, N, h, w) mask logits, (nf, N, K) logits, batched targets (batch_targets), matched
     (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, Ps) -> per frame (focal, BCE, dice), each (nf,)
-    summed over the frame's positives (matched thing kernels and the kernels of present stuff classes).
-    resize: (1, M, h, w) -> (1, M, h', w') to the targets' size, applied to the positives only (the numbers of
-    resizing all N masks first, without the others' memory and gradient); None: the masks have the targets' size."""
+    summed over the frame's positives (matched thing kernels and the kernels of present stuff classes). resize:
+    (1, M, h, w) -> the targets' size, run on the positives only (as resizing all N first, without their gradient)."""
     fr, k, g = idx
     sf, sj = present
     rows_f = torch.cat([fr, sf])  # (P + Ps,) frame and kernel of every positive
@@ -722,14 +721,14 @@ def panoptic_merge(probs, scores, num_thing_kernels, num_thing_classes, score_th
     seg_index = torch.full_like(label, -1)  # candidate -> its segment (index into the returned kernel/label/score)
     seg_index[keep] = torch.arange(len(keep), device=dev)
     seg = seg_index[best]  # (H, W), -1 where the arg-max candidate was rejected
-    if fill and len(keep):  # those pixels go to their best kept candidate instead of void
-        best_kept = keep[(score[keep, None, None] * probs[kernel[keep]]).argmax(0)]  # (H, W) candidate index
-        seg = torch.where(seg < 0, seg_index[best_kept], seg)
-    if by_prob and len(keep):
+    if by_prob and len(keep):  # every pixel, rejected candidates' too, to the kept one of highest prob
         seg = probs[kernel[keep]].argmax(0)  # (H, W) segment index; ties to the higher score
         has_pixels = torch.bincount(seg.flatten(), minlength=len(keep)) > 0  # (S,)
         keep = keep[has_pixels]
         seg = (has_pixels.cumsum(0) - 1)[seg]  # renumbered without the empty ones
+    elif fill and len(keep):  # those pixels go to their best kept candidate instead of void
+        best_kept = keep[(score[keep, None, None] * probs[kernel[keep]]).argmax(0)]  # (H, W) candidate index
+        seg = torch.where(seg < 0, seg_index[best_kept], seg)
     return seg, kernel[keep], label[keep], score[keep]
 
 
