@@ -448,17 +448,18 @@ def test_panoptic_merge_by_prob_gives_a_low_scoring_things_border_back():
 
 
 def test_panoptic_merge_thing_scale_moves_the_thing_stuff_border_only_when_sharing_by_prob():
-    probs = torch.tensor([[[0.9, 0.45, 0.1]], [[0.1, 0.6, 0.9]]])  # kernel 0 a thing, kernel 1 stuff; one row
-    scores = torch.tensor([[0.9, 0.0], [0.0, 0.9]])  # (N, K): thing class 0, stuff class 1
+    # kernels 0 and 1 things (class 0), kernel 2 stuff (class 1); four pixels in a row
+    probs = torch.tensor([[[0.9, 0.45, 0.5, 0.3]], [[0.1, 0.0, 0.0, 0.6]], [[0.1, 0.6, 0.4, 0.05]]])
+    scores = torch.tensor([[0.9, 0.0], [0.8, 0.0], [0.0, 0.9]])  # (N, K)
 
     def pixels(**kw):
-        seg, _, label, _ = vk.panoptic_merge(probs, scores, 1, 1, **kw)
-        return label[seg[0]].tolist()  # model class of each pixel
+        seg, kernel, _, _ = vk.panoptic_merge(probs, scores, 2, 1, **kw)
+        return kernel[seg[0]].tolist()  # kernel of each pixel
 
-    assert pixels(by_prob=True) == [0, 1, 1]
-    assert pixels(by_prob=True, thing_scale=1.6) == [0, 0, 1]  # 0.45 x 1.6 = 0.72 beats the stuff's 0.6
-    assert pixels(by_prob=True, thing_scale=0.5) == [0, 1, 1]  # 0.9 x 0.5 still beats 0.1; the decisions stay
-    assert pixels(thing_scale=1.6) == [0, 1, 1]  # score x prob (the original's share): no effect
+    assert pixels(by_prob=True) == [0, 2, 0, 1]
+    assert pixels(by_prob=True, thing_scale=1.6) == [0, 0, 0, 1]  # 0.45 x 1.6 = 0.72 beats the stuff's 0.6
+    assert pixels(by_prob=True, thing_scale=0.5) == [0, 2, 2, 1]  # 0.5 x 0.5 loses to 0.4; thing 1 keeps pixel 3
+    assert pixels(thing_scale=1.6) == [0, 2, 0, 1]  # score x prob (the original's share): no effect
 
 
 def test_mask_boxes_and_box_iou_on_hand_built_cases():
