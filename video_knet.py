@@ -44,7 +44,7 @@ Differences from the original (and why):
   paper preset: by score x prob, which hands a low-scoring thing's border to the stuff around it). Synthetic val, the
   same weights, seeds 0-3 (README): STQ / AQ 0.657 / 0.510 against 0.648 / 0.499 (paired +0.009 / +0.012).
   In that share a thing's prob counts 1.6x against stuff's (thing_prob_scale): a thin person's logits, bilinearly
-    upsampled from 1-2 cells, peak well below a stuff mask's. Same weights: 0.666 / 0.525 (paired +0.009 / +0.014;
+  upsampled from 1-2 cells, peak well below a stuff mask's. Same weights: 0.666 / 0.525 (paired +0.009 / +0.014;
   on four later checkpoints +0.001 / +0.001).
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
