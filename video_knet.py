@@ -40,12 +40,10 @@ Differences from the original (and why):
   while the kernel on one of them scores low. Not in the original; off in the paper preset (an occluder cuts a
   KITTI-STEP car in parts). Synthetic val, the same weights, seeds 0-3 (README): STQ / AQ 0.648 / 0.499 against 0.603
   / 0.430 (paired +0.046 / +0.069).
-- The tiny preset shares the pixels among the kept segments by mask probability (merge_by_prob; the original and the
-  paper preset: by score x prob, which hands a low-scoring thing's border to the stuff around it). Synthetic val, the
-  same weights, seeds 0-3 (README): STQ / AQ 0.657 / 0.510 against 0.648 / 0.499 (paired +0.009 / +0.012).
-  In that share a thing's prob counts 1.6x against stuff's (thing_prob_scale): a thin person's logits, bilinearly
-  upsampled from 1-2 cells, peak well below a stuff mask's. Same weights: 0.666 / 0.525 (paired +0.009 / +0.014;
-  on four later checkpoints +0.001 / +0.001).
+- At inference the tiny preset shares the pixels among the kept segments by mask prob (merge_by_prob), a thing's prob
+  counting 1.6x against stuff's (thing_prob_scale): the original's score x prob hands a low-scoring thing's border to
+  stuff, and a thin person's upsampled logits peak below a stuff mask's. Same weights, paired STQ / AQ (README):
+  +0.009 / +0.012, then +0.009 / +0.014 (+0.001 / +0.001 on four later checkpoints). Paper preset: the original's.
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
 N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C);
