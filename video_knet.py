@@ -498,33 +498,34 @@ def assign(costs, sizes):
 # Losses
 
 def frame_targets(semantic, instance, train_to_model, num_thing_classes, num_classes):
-    """(H, W) int64 trainIds (255 void), (H, W) int64 ids -> dict of one frame's targets at stride 2.
+    """(nf, H, W) int64 trainIds (255 void), (nf, H, W) int64 ids -> dict of the frames' targets at stride 2.
 
-    thing (G, H/2, W/2) soft masks (2x2 means = the original's bilinear x0.5), thing_label (G,) model classes,
-    thing_id (G,) (class, id) keys that match across frames, stuff (K - Kt, H/2, W/2) soft masks, stuff_present
-    (K - Kt,) bool, valid (H/2, W/2) soft weights (0 on void, crowd), label (H/2, W/2) nearest classes, 255 ignore."""
-    lab = train_to_model[semantic.clamp(0, 255)]
+    thing (nf, G, H/2, W/2) soft masks (2x2 means = the original's bilinear x0.5), zero after a frame's GT (G: the
+    most in a frame); thing_label (nf, G) model classes (0 after); thing_id (nf, G) (class, id) keys that match across
+    frames (-1 after); sizes, the frames' GT counts (host ints); stuff (nf, K - Kt, H/2, W/2) soft masks and
+    stuff_present (nf, K - Kt) bool; valid (nf, H/2, W/2) soft weights (0 on void, crowd); label (nf, H/2, W/2)
+    nearest classes, 255 ignore. All frames at once: one unique and one host copy, not one per frame."""
+    nf = len(semantic)
+    lab = train_to_model[semantic.clamp(0, 255)]  # (nf, H, W) model classes, 255 void
     is_thing = lab < num_thing_classes
-    key = torch.where(is_thing & (instance > 0), lab * 2 ** 32 + instance, -1)
-    ids = torch.unique(key[key >= 0])  # (G,)
+    key = torch.where(is_thing & (instance > 0), lab * 2 ** 32 + instance, -1)  # (nf, H, W) one value per segment
+    frame = torch.arange(nf, device=key.device)[:, None, None].expand_as(key)
+    found = torch.unique(frame[key >= 0] * 2 ** 40 + key[key >= 0])  # (M,) every frame's GT, by frame, then key
+    found_frame = found // 2 ** 40  # (M,)
+    sizes = torch.bincount(found_frame, minlength=nf)  # (nf,) GT per frame
+    slot = torch.arange(len(found), device=key.device) - (sizes.cumsum(0) - sizes)[found_frame]  # (M,) index in frame
+    sizes = sizes.tolist()  # the one host copy
+    ids = torch.full((nf, max(sizes, default=0)), -1, dtype=torch.long, device=key.device)  # (nf, G)
+    ids[found_frame, slot] = found % 2 ** 40
 
-    def pool(m):  # (M, H, W) bool -> (M, H/2, W/2) float 2x2 means
-        return F.avg_pool2d(m.float().unsqueeze(1), 2).squeeze(1)
+    def pool(m):  # (nf, M, H, W) bool -> (nf, M, H/2, W/2) float 2x2 means
+        return F.avg_pool2d(m.float(), 2)
 
-    stuff = lab[None] == torch.arange(num_thing_classes, num_classes, device=lab.device)[:, None, None]
-    return dict(thing=pool(key[None] == ids[:, None, None]), thing_label=ids // 2 ** 32, thing_id=ids,
-                stuff=pool(stuff), stuff_present=stuff.flatten(1).any(1), label=lab[::2, ::2],
-                valid=pool(((lab != 255) & ~(is_thing & (instance == 0)))[None])[0])
-
-
-def batch_targets(targets):
-    """nf frames' targets (frame_targets) -> one dict with a leading frame dim, GT things zero-padded to the most in
-    a frame (G): thing (nf, G, h, w), thing_label (nf, G), stuff (nf, K - Kt, h, w), stuff_present (nf, K - Kt),
-    valid (nf, h, w), label (nf, h, w), and sizes: the frames' GT counts (host ints, from shapes: no sync)."""
-    out = {k: torch.stack([t[k] for t in targets]) for k in ("stuff", "stuff_present", "valid", "label")}
-    for k in ("thing", "thing_label"):
-        out[k] = nn.utils.rnn.pad_sequence([t[k] for t in targets], batch_first=True)  # zeros after a frame's GT
-    return {**out, "sizes": [len(t["thing_id"]) for t in targets]}
+    stuff = lab[:, None] == torch.arange(num_thing_classes, num_classes, device=lab.device)[:, None, None]
+    valid = (lab != 255) & ~(is_thing & (instance == 0))  # (nf, H, W)
+    return dict(thing=pool(key[:, None] == torch.where(ids < 0, -2, ids)[..., None, None]),
+                thing_label=ids.clamp(min=0) // 2 ** 32, thing_id=ids, sizes=sizes, stuff=pool(stuff),
+                stuff_present=stuff.flatten(2).any(2), label=lab[:, ::2, ::2], valid=pool(valid[:, None])[:, 0])
 
 
 def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
@@ -568,7 +569,7 @@ def per_frame(v, frame, nf):
 
 
 def stage_losses(masks, cls, batch, idx, present, nt, kt, resize=None):
-    """All frames, one stage: (nf, N, h, w) mask logits, (nf, N, K) logits, batched targets (batch_targets), matched
+    """All frames, one stage: (nf, N, h, w) mask logits, (nf, N, K) logits, batched targets (frame_targets), matched
     (frame, kernel, GT) idx (3, P), present stuff (frame, class) (2, Ps) -> per frame (focal, BCE, dice), each (nf,)
     summed over the frame's positives (matched thing kernels and the kernels of present stuff classes). resize:
     (1, M, h, w) -> the targets' size, run on the positives only (as resizing all N first, without their gradient)."""
@@ -591,11 +592,15 @@ def stage_losses(masks, cls, batch, idx, present, nt, kt, resize=None):
     return focal, per_frame(bce, rows_f, nf), per_frame(dice, rows_f, nf)
 
 
-def rank_target(targets, kernel_idx, gt_idx):
-    """One frame's targets, matched pairs -> (h, w) int64: the last matched kernel whose GT mask covers a pixel, -1."""
-    cover = torch.cat([torch.ones_like(targets["valid"][None]), targets["thing"][gt_idx]]) > 0  # (1 + P, h, w)
-    last = (cover * torch.arange(len(cover), device=cover.device)[:, None, None]).argmax(0)  # 0: no GT mask
-    return torch.cat([kernel_idx.new_full((1,), -1), kernel_idx])[last]
+def rank_target(targets, pairs):
+    """The frames' targets (frame_targets), matched (frame, kernel, GT) pairs (3, P) -> (nf, h, w) int64: the highest
+    matched kernel whose GT mask covers a pixel (the original's last one: it writes them in ascending kernel order), -1
+    where none does."""
+    thing = targets["thing"]  # (nf, G, h, w)
+    kernel_of = torch.full(thing.shape[:2], -1, dtype=torch.long, device=thing.device)  # (nf, G), -1: unmatched GT
+    kernel_of[pairs[0], pairs[2]] = pairs[1]
+    covered = torch.where(thing > 0, kernel_of[..., None, None], -1)  # (nf, G, h, w)
+    return torch.cat([torch.full_like(covered[:, :1], -1), covered], 1).amax(1)  # (nf, h, w); G may be 0
 
 
 @torch.autocast("cuda", enabled=False)  # dot products in fp32
@@ -605,7 +610,7 @@ def track_losses(embeds, targets, matches, B):
     for b in range(B):
         kk, gk = matches[b]  # key frame: kernels, GT
         kr, gr = matches[B + b]  # reference frame
-        pos = targets[b]["thing_id"][gk][:, None] == targets[B + b]["thing_id"][gr][None]  # (Pk, Pr) same instance
+        pos = targets["thing_id"][b, gk][:, None] == targets["thing_id"][B + b, gr][None]  # (Pk, Pr) same instance
         if pos.any():
             ek = embeds[b, kk]  # (Pk, D) key (linked) kernels' embeddings
             er = embeds[B + b, kr]  # (Pr, D) reference kernels' embeddings
@@ -645,8 +650,7 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
         return F.interpolate(logits.float(), scale_factor=cfg.mask_stride // 2, mode="bilinear", align_corners=False)
 
     sem, ins = (t.transpose(0, 1).flatten(0, 1) for t in (semantic, instance))  # (2B, H, W), key frames first
-    targets = [frame_targets(sem[i], ins[i], model.train_to_model, kt, cfg.num_classes) for i in range(2 * B)]
-    batch = batch_targets(targets)
+    batch = frame_targets(sem, ins, model.train_to_model, kt, cfg.num_classes)
     rpn = to_stride2(out["rpn_masks"][:, :nt])  # (2B, Nt, H/2, W/2)
     seg = to_stride2(out["seg_logits"])  # (2B, K, H/2, W/2)
     masks = out["masks"]  # S x (2B, N, h, w): only the positives are resized to stride 2, in stage_losses
@@ -658,7 +662,6 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
                                         cfg.w_bce, cfg.w_dice) for m, c in to_match])  # (S + 1, 2B, Nt, G)
     rounds, starts = assign(costs, batch["sizes"])  # all rounds and frames in one host copy, Hungarian per frame
     matches = torch.as_tensor(np.concatenate(rounds, 1), device=images.device).split([r.shape[1] for r in rounds], 1)
-    rpn_pairs = matches[0][1:].split(np.diff(starts[0]).tolist(), 1)  # per frame: (2, P_i) kernel, GT
     last_pairs = matches[S][1:].split(np.diff(starts[S]).tolist(), 1)  # the same, on the last stage
 
     # set losses: summed per frame, divided by the GT mask count of the B key (or reference) frames
@@ -677,19 +680,19 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
     losses["rpn_bce"] = normed(per_frame(bce, f_idx, 2 * B), counts[:, 0])
     losses["rpn_dice"] = normed(per_frame(dice, f_idx, 2 * B), counts[:, 0])
     present = batch["stuff_present"].nonzero().T  # (2, Ps): frame, stuff class
+    rank = rank_target(batch, matches[0])  # (2B, H/2, W/2)
     for s in range(S):
         per_stage = stage_losses(masks[s], cls[s], batch, matches[s], present, nt, kt, to_stride2)
         for key, v in zip(("cls", "bce", "dice"), per_stage):
             losses[key] += normed(v, counts[:, 1])
     for f in range(2):  # per-pixel CEs of the frame's B images: rank over all pixels, semantic over labelled
         fs = slice(f * B, (f + 1) * B)
-        rank = torch.stack([rank_target(targets[i], *rpn_pairs[i]) for i in range(fs.start, fs.stop)])  # (B, h, w)
         # the original's plain mean: pixels without a rank target (-1) count in the denominator
-        losses["rank"] += F.cross_entropy(rpn[fs], rank, ignore_index=-1, reduction="sum") / rank.numel()
+        losses["rank"] += F.cross_entropy(rpn[fs], rank[fs], ignore_index=-1, reduction="sum") / rank[fs].numel()
         label = batch["label"][fs]
         n_label = (label != 255).sum().clamp(min=1)
         losses["seg"] += F.cross_entropy(seg[fs], label, ignore_index=255, reduction="sum") / n_label
-    losses["track"], losses["track_aux"] = track_losses(out["embeds"].float(), targets, last_pairs, B)
+    losses["track"], losses["track_aux"] = track_losses(out["embeds"].float(), batch, last_pairs, B)
     loss = (cfg.w_bce * (losses["rpn_bce"] + losses["bce"]) + cfg.w_dice * (losses["rpn_dice"] + losses["dice"])
             + cfg.w_cls * losses["cls"] + cfg.w_rank * losses["rank"] + cfg.w_seg * losses["seg"]
             + cfg.w_track * losses["track"] + cfg.w_track_aux * losses["track_aux"])

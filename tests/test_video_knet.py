@@ -152,14 +152,16 @@ def test_rank_target_and_stage_losses_on_hand_built_masks():
     tgt = dict(thing=thing, thing_label=torch.tensor([0, 1]), stuff=stuff, stuff_present=torch.tensor([True, False]),
                valid=torch.ones(4, 8))
     kernel_idx, gt_idx = torch.tensor([1, 3]), torch.tensor([1, 0])  # kernel 1 -> GT 1, kernel 3 -> GT 0
-    # the later pair (kernel 3) wins the overlap, as in the original
-    assert vk.rank_target(tgt, kernel_idx, gt_idx)[0].tolist() == [3, 3, 3, 3, 1, 1, -1, -1]
+    batched = {k: v[None] for k, v in tgt.items()}  # one frame
+    idx = torch.stack([torch.zeros(2, dtype=torch.long), kernel_idx, gt_idx])
+    # the higher kernel (3) wins the overlap, as in the original (it writes the pairs in ascending kernel order)
+    assert vk.rank_target(batched, idx)[0, 0].tolist() == [3, 3, 3, 3, 1, 1, -1, -1]
+    assert vk.rank_target(batched, idx.flip(1))[0, 0].tolist() == [3, 3, 3, 3, 1, 1, -1, -1]  # whatever the order
     masks = torch.full((6, 4, 8), -20.0)  # 4 thing kernels + 2 stuff kernels, perfect masks
     masks[1], masks[3], masks[4] = thing[1] * 40 - 20, thing[0] * 40 - 20, stuff[0] * 40 - 20
     cls = torch.full((6, 4), -20.0)  # K = 4: 2 thing classes, 2 stuff classes
     cls[1, 1] = cls[3, 0] = cls[4, 2] = 20.0
-    batched = {k: v[None] for k, v in tgt.items()}  # one frame
-    idx, present = torch.stack([torch.zeros(2, dtype=torch.long), kernel_idx, gt_idx]), torch.tensor([[0], [0]])
+    present = torch.tensor([[0], [0]])
     losses = lambda: [v.item() for v in vk.stage_losses(masks[None], cls[None], batched, idx, present, 4, 2)]  # noqa
     assert max(losses()) < 1e-3  # dice: the eps terms only
     cls[0, 3] = cls[5, 0] = 20.0  # a thing kernel's stuff logit, a stuff kernel's thing logit: both unweighted
@@ -214,12 +216,12 @@ def test_frame_targets_on_a_hand_built_label_map():
     model = small_model()
     sem = torch.tensor([[13, 13, 0, 0], [13, 13, 0, 0], [11, 11, 255, 255], [11, 11, 255, 255]])
     ins = torch.tensor([[5, 5, 0, 0], [5, 5, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])  # person is a crowd region
-    t = vk.frame_targets(sem, ins, model.train_to_model, 2, 19)
-    assert t["thing"].shape == (1, 2, 2) and t["thing"][0].tolist() == [[1, 0], [0, 0]]
-    assert t["thing_label"].tolist() == [1]  # car = model class 1
-    assert t["valid"].tolist() == [[1, 1], [0, 0]]  # crowd and void ignored
-    assert t["stuff_present"].nonzero().squeeze(1).tolist() == [0]  # road = model class 2 = stuff kernel 0
-    assert t["label"].tolist() == [[1, 2], [0, 255]]  # nearest labels keep the crowd's class
+    t = vk.frame_targets(sem[None], ins[None], model.train_to_model, 2, 19)
+    assert t["thing"].shape == (1, 1, 2, 2) and t["thing"][0, 0].tolist() == [[1, 0], [0, 0]]
+    assert t["thing_label"].tolist() == [[1]] and t["sizes"] == [1]  # car = model class 1
+    assert t["valid"][0].tolist() == [[1, 1], [0, 0]]  # crowd and void ignored
+    assert t["stuff_present"][0].nonzero().squeeze(1).tolist() == [0]  # road = model class 2 = stuff kernel 0
+    assert t["label"][0].tolist() == [[1, 2], [0, 255]]  # nearest labels keep the crowd's class
 
 
 # -----------------------------------------------------------------------------
@@ -275,8 +277,8 @@ def per_frame_loss(model, out, semantic, instance):
         n_thing = n_all = n_rank = n_label = 0
         for b in range(B):
             i = f * B + b
-            t = targets[i] = vk.frame_targets(semantic[b, f], instance[b, f], model.train_to_model, kt,
-                                              cfg.num_classes)
+            t = vk.frame_targets(semantic[b, f][None], instance[b, f][None], model.train_to_model, kt, cfg.num_classes)
+            t = targets[i] = {k: v[0] for k, v in t.items()}  # this frame alone
             n_thing, n_all = n_thing + len(t["thing_id"]), n_all + len(t["thing_id"]) + int(t["stuff_present"].sum())
 
             def match(m, c):  # this frame, one round: kernels (nt) x GT things
@@ -287,7 +289,7 @@ def per_frame_loss(model, out, semantic, instance):
             k, g = match(rpn[i], None)  # initial kernels
             bce, dice = vk.mask_losses(rpn[i, k], t["thing"][g], t["valid"].expand(len(k), -1, -1))
             sums["rpn_bce"], sums["rpn_dice"] = sums["rpn_bce"] + bce.sum(), sums["rpn_dice"] + dice.sum()
-            rank = vk.rank_target(t, k, g)
+            rank = vk.rank_target({"thing": t["thing"][None]}, torch.stack([torch.zeros_like(k), k, g]))[0]
             sums["rank"] = sums["rank"] + F.cross_entropy(rpn[i:i + 1], rank[None], ignore_index=-1, reduction="sum")
             sums["seg"] = sums["seg"] + F.cross_entropy(seg[i:i + 1], t["label"][None], ignore_index=255,
                                                         reduction="sum")
