@@ -43,7 +43,7 @@ Differences from the original (and why):
 - At inference the tiny preset shares the pixels among the kept segments by mask prob (merge_by_prob), a thing's prob
   counting 1.6x against stuff's (thing_prob_scale): the original's score x prob hands a low-scoring thing's border to
   stuff, and a thin person's upsampled logits peak below a stuff mask's. Same weights, paired STQ / AQ (README):
-  +0.009 / +0.012, then +0.009 / +0.014 (+0.001 / +0.001 on four later checkpoints). Paper preset: the original's.
+  +0.009 / +0.012, then +0.009 / +0.014 (+0.005 / +0.006 on twelve later checkpoints). Paper preset: the original's.
 
 Shapes: B batch, T frames (2 in training: key, reference), C channels, H W image, h w features (stride 8 or 4),
 N kernels (Nt thing + K - Kt stuff), K classes (Kt thing classes), G GT thing masks, D embedding width (= C);
