@@ -498,34 +498,37 @@ def assign(costs, sizes):
 # Losses
 
 def frame_targets(semantic, instance, train_to_model, num_thing_classes, num_classes):
-    """(nf, H, W) int64 trainIds (255 void), (nf, H, W) int64 ids -> dict of the frames' targets at stride 2.
+    """(nf, H, W) int64 trainIds (255 void), (nf, H, W) int64 instance ids (0: none or crowd; < 2**32) -> dict of the
+    frames' targets at stride 2. G is the most GT things in a frame; slots past a frame's count are padding.
 
-    thing (nf, G, H/2, W/2) soft masks (2x2 means = the original's bilinear x0.5), zero after a frame's GT (G: the
-    most in a frame); thing_label (nf, G) model classes (0 after); thing_id (nf, G) (class, id) keys that match across
-    frames (-1 after); sizes, the frames' GT counts (host ints); stuff (nf, K - Kt, H/2, W/2) soft masks and
-    stuff_present (nf, K - Kt) bool; valid (nf, H/2, W/2) soft weights (0 on void, crowd); label (nf, H/2, W/2)
-    nearest classes, 255 ignore. All frames at once: one unique and one host copy, not one per frame."""
-    nf = len(semantic)
+    thing (nf, G, H/2, W/2) soft masks (2x2 means = the original's bilinear x0.5; zero in padding), thing_label
+    (nf, G) model classes (0 in padding), thing_id (nf, G) keys class * 2**32 + id that match across frames (-1 in
+    padding), sizes: the frames' GT counts (host ints); stuff (nf, K - Kt, H/2, W/2) soft masks and stuff_present
+    (nf, K - Kt) bool, K - Kt = num_classes - num_thing_classes; valid (nf, H/2, W/2) soft weights (0 on void, crowd);
+    label (nf, H/2, W/2) nearest classes, 255 ignore. All frames at once: one unique, not one per frame."""
+    nf, H, W = semantic.shape
     lab = train_to_model[semantic.clamp(0, 255)]  # (nf, H, W) model classes, 255 void
     is_thing = lab < num_thing_classes
-    key = torch.where(is_thing & (instance > 0), lab * 2 ** 32 + instance, -1)  # (nf, H, W) one value per segment
+    key = torch.where(is_thing & (instance > 0), lab * 2 ** 32 + instance, -1)  # (nf, H, W) -1 off things and crowd
     frame = torch.arange(nf, device=key.device)[:, None, None].expand_as(key)
-    found = torch.unique(frame[key >= 0] * 2 ** 40 + key[key >= 0])  # (M,) every frame's GT, by frame, then key
+    found = torch.unique(frame[key >= 0] * 2 ** 40 + key[key >= 0])  # (M,) frame * 2**40 + key, sorted
     found_frame = found // 2 ** 40  # (M,)
     sizes = torch.bincount(found_frame, minlength=nf)  # (nf,) GT per frame
-    slot = torch.arange(len(found), device=key.device) - (sizes.cumsum(0) - sizes)[found_frame]  # (M,) index in frame
-    sizes = sizes.tolist()  # the one host copy
+    first = sizes.cumsum(0) - sizes  # (nf,) where each frame's GT start in `found`
+    slot = torch.arange(len(found), device=key.device) - first[found_frame]  # (M,) index within its frame
+    sizes = sizes.tolist()
     ids = torch.full((nf, max(sizes, default=0)), -1, dtype=torch.long, device=key.device)  # (nf, G)
     ids[found_frame, slot] = found % 2 ** 40
 
-    def pool(m):  # (nf, M, H, W) bool -> (nf, M, H/2, W/2) float 2x2 means
-        return F.avg_pool2d(m.float(), 2)
+    def pool(m):  # (nf, n, H, W) bool -> (nf, n, H/2, W/2) float 2x2 means (n may be 0)
+        return m.float().unflatten(2, (H // 2, 2)).unflatten(4, (W // 2, 2)).mean((3, 5))
 
     stuff = lab[:, None] == torch.arange(num_thing_classes, num_classes, device=lab.device)[:, None, None]
     valid = (lab != 255) & ~(is_thing & (instance == 0))  # (nf, H, W)
-    return dict(thing=pool(key[:, None] == torch.where(ids < 0, -2, ids)[..., None, None]),
-                thing_label=ids.clamp(min=0) // 2 ** 32, thing_id=ids, sizes=sizes, stuff=pool(stuff),
-                stuff_present=stuff.flatten(2).any(2), label=lab[:, ::2, ::2], valid=pool(valid[:, None])[:, 0])
+    thing = key[:, None] == torch.where(ids < 0, -2, ids)[..., None, None]  # (nf, G, H, W); -2 matches no pixel
+    return dict(thing=pool(thing), thing_label=ids.clamp(min=0) // 2 ** 32, thing_id=ids, sizes=sizes,
+                stuff=pool(stuff), stuff_present=stuff.flatten(2).any(2), label=lab[:, ::2, ::2],
+                valid=pool(valid[:, None])[:, 0])
 
 
 def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
@@ -593,14 +596,16 @@ def stage_losses(masks, cls, batch, idx, present, nt, kt, resize=None):
 
 
 def rank_target(targets, pairs):
-    """The frames' targets (frame_targets), matched (frame, kernel, GT) pairs (3, P) -> (nf, h, w) int64: the highest
-    matched kernel whose GT mask covers a pixel (the original's last one: it writes them in ascending kernel order), -1
-    where none does."""
+    """The frames' targets (frame_targets), matched (frame, kernel, GT) pairs (3, P) int64 on their device -> (nf, h,
+    w) int64: the highest matched kernel whose GT mask covers a pixel (soft mask > 0), -1 where none does. The original
+    writes the matched masks in ascending kernel order, so there too the last, i.e. highest, wins."""
     thing = targets["thing"]  # (nf, G, h, w)
-    kernel_of = torch.full(thing.shape[:2], -1, dtype=torch.long, device=thing.device)  # (nf, G), -1: unmatched GT
+    nf, G, h, w = thing.shape
+    kernel_of = torch.full((nf, G), -1, dtype=torch.long, device=thing.device)  # -1: GT not matched
     kernel_of[pairs[0], pairs[2]] = pairs[1]
     covered = torch.where(thing > 0, kernel_of[..., None, None], -1)  # (nf, G, h, w)
-    return torch.cat([torch.full_like(covered[:, :1], -1), covered], 1).amax(1)  # (nf, h, w); G may be 0
+    none = covered.new_full((nf, 1, h, w), -1)  # so that a step without GT things (G = 0) works too
+    return torch.cat([none, covered], 1).amax(1)  # (nf, h, w)
 
 
 @torch.autocast("cuda", enabled=False)  # dot products in fp32
@@ -640,8 +645,10 @@ def compute_loss(model, images, semantic, instance, generator=None, reduce_count
         raise ValueError(f"compute_loss: expected images (B, 2, 3, H, W) and labels (B, 2, H, W), got "
                          f"{tuple(images.shape)}, {tuple(semantic.shape)}, {tuple(instance.shape)}")
     # a host sync, as the matching's (which copies its costs to the host anyway)
-    if bool((((semantic < 0) | (semantic >= cfg.num_classes)) & (semantic != 255)).any() | (instance < 0).any()):
-        raise ValueError(f"compute_loss: semantic must be in [0, {cfg.num_classes}) or 255 (void), instance >= 0")
+    bad_instance = (instance < 0) | (instance >= 2 ** 32)  # ids are keyed as class * 2**32 + id in frame_targets
+    if bool((((semantic < 0) | (semantic >= cfg.num_classes)) & (semantic != 255)).any() | bad_instance.any()):
+        raise ValueError(f"compute_loss: semantic must be in [0, {cfg.num_classes}) or 255 (void), instance in "
+                         f"[0, 2**32)")
     B, nt, kt, S = images.shape[0], cfg.num_thing_kernels, len(cfg.thing_classes), cfg.num_stages
     out = (model if forward is None else forward)(images)
 

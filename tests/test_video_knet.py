@@ -224,6 +224,20 @@ def test_frame_targets_on_a_hand_built_label_map():
     assert t["label"][0].tolist() == [[1, 2], [0, 255]]  # nearest labels keep the crowd's class
 
 
+def test_a_step_without_any_thing_instance_has_empty_targets_and_a_finite_loss():
+    """No GT thing in any frame of the step (G = 0): stuff, void and crowd only (thing classes with instance 0)."""
+    model = small_model()
+    img, sem, ins = toy_clip()
+    none = torch.zeros_like(ins)  # the person and the car become crowd regions
+    t = vk.frame_targets(sem.flatten(0, 1), none.flatten(0, 1), model.train_to_model, 2, 19)
+    assert t["thing"].shape == (2, 0, 32, 48) and t["sizes"] == [0, 0] and t["thing_id"].shape == (2, 0)
+    assert (t["valid"][:, 16, 36] == 0).all()  # the person's pixels: crowd, no weight
+    assert (vk.rank_target(t, torch.zeros(3, 0, dtype=torch.long)) == -1).all()
+    loss, _ = vk.compute_loss(model, img, sem, none)
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
 # -----------------------------------------------------------------------------
 # Training: gradients, overfitting, bad input
 
@@ -396,7 +410,8 @@ def test_compute_loss_rejects_bad_shapes():
         vk.compute_loss(model, img[..., :50, :], sem[..., :50, :], ins[..., :50, :])
     with pytest.raises(ValueError, match="compute_loss"):
         vk.compute_loss(model, img, sem[:, :1], ins[:, :1])
-    for bad_sem, bad_ins in [(sem.clamp(max=0) + 19, ins), (sem.clamp(max=0) - 1, ins), (sem, ins - 1)]:
+    for bad_sem, bad_ins in [(sem.clamp(max=0) + 19, ins), (sem.clamp(max=0) - 1, ins), (sem, ins - 1),
+                             (sem, ins + 2 ** 32)]:  # the last would alias into the next class's ids
         with pytest.raises(ValueError, match=r"semantic must be in \[0, 19\) or 255"):  # was read as void or road
             vk.compute_loss(model, img, bad_sem, bad_ins)
 
