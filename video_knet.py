@@ -510,8 +510,9 @@ def frame_targets(semantic, instance, train_to_model, num_thing_classes, num_cla
     lab = train_to_model[semantic.clamp(0, 255)]  # (nf, H, W) model classes, 255 void
     is_thing = lab < num_thing_classes
     key = torch.where(is_thing & (instance > 0), lab * 2 ** 32 + instance, -1)  # (nf, H, W) -1 off things and crowd
-    frame = torch.arange(nf, device=key.device)[:, None, None].expand_as(key)
-    found = torch.unique(frame[key >= 0] * 2 ** 40 + key[key >= 0])  # (M,) frame * 2**40 + key, sorted
+    thing_px = key >= 0  # (nf, H, W) pixels of GT thing instances
+    frame = torch.arange(nf, device=key.device)[:, None, None].expand_as(key)[thing_px]  # the frame of each
+    found = torch.unique(frame * 2 ** 40 + key[thing_px])  # (M,) frame * 2**40 + key, sorted
     found_frame = found // 2 ** 40  # (M,)
     sizes = torch.bincount(found_frame, minlength=nf)  # (nf,) GT per frame
     first = sizes.cumsum(0) - sizes  # (nf,) where each frame's GT start in `found`
@@ -610,7 +611,8 @@ def rank_target(targets, pairs):
 
 @torch.autocast("cuda", enabled=False)  # dot products in fp32
 def track_losses(embeds, targets, matches, B):
-    """(2B, N, D) embeddings, targets, last-stage matches -> (multi-positive CE, cosine L2), averaged over clips."""
+    """(2B, N, D) embeddings, the 2B frames' targets (frame_targets), last-stage matches per frame -> (multi-positive
+    CE, cosine L2), averaged over clips."""
     ce = l2 = embeds.sum() * 0  # keeps the embedding path in the graph with no instance (DDP needs every gradient)
     for b in range(B):
         kk, gk = matches[b]  # key frame: kernels, GT
